@@ -1,0 +1,5 @@
+"""Callbacks that observe training: image grids and prediction writers."""
+
+from lit_gen.callbacks.images import ImageWriter, SampleGrid
+
+__all__ = ["ImageWriter", "SampleGrid"]

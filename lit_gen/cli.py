@@ -1,0 +1,62 @@
+"""``lit-gen`` and ``python -m lit_gen``: LightningCLI with the fit/validate/test/predict subcommands."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.cli import LightningCLI
+
+from lit_gen.callbacks.images import ImageWriter, SampleGrid
+
+
+class LitGenCLI(LightningCLI):
+    """LightningCLI for lit_gen: any LightningModule and DataModule by ``class_path``, optimizers as arguments of
+    the module (``auto_configure_optimizers=False``), and an :class:`ImageWriter` for ``predict``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("auto_configure_optimizers", False)
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("subclass_mode_data", True)
+        super().__init__(LightningModule, LightningDataModule, *args, **kwargs)
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ImageWriter, "predict_writer")
+
+    def after_fit(self) -> None:
+        """Say where the run's files are."""
+        trainer = self.trainer
+        log_dir = trainer.log_dir  # a collective under DDP: every rank asks
+        if trainer.global_rank != 0:
+            return
+        lines = [f"lit-gen: run directory {log_dir}"]
+        ckpt = trainer.checkpoint_callback
+        if ckpt is not None:
+            path = getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "")
+            lines.append(f"  checkpoint  {path}")
+        config = Path(log_dir or ".") / "config.yaml"
+        if config.exists():
+            lines.append(f"  config      {config}")
+        for cb in trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(cb, SampleGrid) and cb.last_path is not None:
+                lines.append(f"  samples     {cb.last_path}")
+        print("\n".join(lines), flush=True)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``lit-gen`` console script; ``args`` defaults to ``sys.argv[1:]``."""
+    os.environ.setdefault("WANDB_SILENT", "true")
+    try:
+        LitGenCLI(args=args)
+    finally:
+        # Lightning leaves the process group alive; a gloo group torn down at interpreter exit can abort the
+        # process ("terminate called without an active exception") after a successful run.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+"""DataModules for real data: embedded digits and MNIST, torchvision datasets, image folders."""
+
+from lit_gen.data.base import ImageDataModule
+from lit_gen.data.embedded import DigitsDataModule, MNISTSampleDataModule
+from lit_gen.data.folder import ImageFolderDataModule
+from lit_gen.data.torchvision_sets import TorchvisionDataModule
+
+__all__ = [
+    "DigitsDataModule",
+    "ImageDataModule",
+    "ImageFolderDataModule",
+    "MNISTSampleDataModule",
+    "TorchvisionDataModule",
+]

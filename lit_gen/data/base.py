@@ -1,0 +1,145 @@
+"""The DataModule family: every source yields ``(uint8 images (B, C, H, W), int64 labels (B,))`` batches that are
+turned into floats in ``value_range`` after the transfer to the device (4× less data moved than float32)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torchvision.transforms.v2.functional as TF
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
+
+Split = Literal["train", "val", "test"]
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base class: deterministic train/val/test splits, batching and pixel scaling; subclasses only load data.
+
+    Args:
+        batch_size: images per batch (per process under DDP).
+        val_fraction: share of the training pool held out for validation.
+        test_fraction: share held out for testing, for sources without an official test split.
+        seed: seed of the split permutation (independent of the training seed).
+        value_range: ``(low, high)`` of the pixels the model sees: ``(-1, 1)`` for tanh generators,
+            ``(0, 1)`` for Bernoulli decoders.
+        image_size: resize images to this square side (antialiased), or keep their size when None.
+        num_workers: DataLoader worker processes (0 is fastest for the in-memory sources).
+        predict_split: which split ``lit-gen predict`` iterates (reconstructions for VAEs; a batch size for GANs).
+        drop_last: drop the last incomplete training batch (batch norm dislikes tiny batches).
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 64,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        seed: int = 0,
+        value_range: tuple[float, float] = (-1.0, 1.0),
+        image_size: int | None = None,
+        num_workers: int = 0,
+        predict_split: Split = "test",
+        drop_last: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise ValueError(
+                f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in [0, 1) and sum below 1"
+            )
+        if value_range[0] >= value_range[1]:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {tuple(value_range)}")
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.value_range = (float(value_range[0]), float(value_range[1]))
+        self.image_size = image_size
+        self.num_workers = num_workers
+        self.predict_split = predict_split
+        self.drop_last = drop_last
+        self.splits: dict[str, Dataset] = {}
+        self.image_shape: tuple[int, int, int] | None = None
+        self.num_classes: int | None = None
+
+    # -- what subclasses provide -------------------------------------------------------------------------------------
+    def load(self) -> tuple[Dataset, Dataset | None]:
+        """Return ``(pool, official_test or None)``; items are ``(uint8 image (C, H, W), label)``."""
+        raise NotImplementedError
+
+    # -- Lightning hooks ---------------------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        """Load once and split deterministically with ``seed``."""
+        if self.splits:
+            return
+        pool, test = self.load()
+        n = len(pool)  # type: ignore[arg-type]
+        n_val, n_test = round(n * self.val_fraction), (round(n * self.test_fraction) if test is None else 0)
+        lengths = [n - n_val - n_test, n_val] + ([n_test] if test is None else [])
+        parts = random_split(pool, lengths, generator=torch.Generator().manual_seed(self.seed))
+        self.splits = {"train": parts[0], "val": parts[1], "test": parts[2] if test is None else test}
+        image, _ = pool[0]
+        self.image_shape = tuple(image.shape)  # type: ignore[assignment]
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True, drop_last=self.drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_split)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 ``(B, C, H, W)`` -> float in ``value_range``, on the device."""
+        images, labels = batch
+        return self.to_float(images), labels
+
+    # -- helpers -----------------------------------------------------------------------------------------------------
+    def to_float(self, images: Tensor) -> Tensor:
+        """uint8 pixels -> ``value_range``."""
+        low, high = self.value_range
+        return images.float().mul_((high - low) / 255.0).add_(low)
+
+    def to_uint8(self, images: Tensor) -> Tensor:
+        """Floats in ``value_range`` (clamped) -> uint8 pixels; the inverse of :meth:`to_float`."""
+        low, high = self.value_range
+        return ((images.float() - low) * (255.0 / (high - low))).round_().clamp_(0, 255).to(torch.uint8)
+
+    def tensor_dataset(self, images: Tensor, labels: Tensor | None = None) -> TensorDataset:
+        """In-memory dataset of uint8 ``(N, C, H, W)`` images, resized to ``image_size`` once, here."""
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if self.image_size is not None and images.shape[-2:] != (self.image_size, self.image_size):
+            images = TF.resize(images, [self.image_size, self.image_size], antialias=True)
+        if labels is None:
+            labels = torch.zeros(len(images), dtype=torch.long)
+        return TensorDataset(images.contiguous(), labels.long())
+
+    def _loader(self, split: str, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
+        if not self.splits:
+            self.setup()
+        dataset = self.splits[split]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last and len(dataset) > self.batch_size,  # type: ignore[arg-type]
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"image_shape": self.image_shape, "value_range": self.value_range}
+
+
+def count_classes(labels: Sequence[int] | Tensor) -> int:
+    """Number of distinct labels."""
+    return int(torch.as_tensor(labels).unique().numel())

@@ -1,0 +1,46 @@
+"""Gradient penalties on the discriminator: WGAN-GP and R1.
+
+- Gradient penalty: Gulrajani et al. 2017 (arXiv 1704.00028), ``E[(||grad_x D(x_hat)||_2 - 1)^2]`` on random
+  interpolates ``x_hat`` between real and fake images.
+- R1: Mescheder et al. 2018 (arXiv 1801.04406), ``E[||grad_x D(x)||_2^2]`` on real images; multiply by gamma/2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+
+def input_gradient_sq_norm(outputs: Tensor, inputs: Tensor) -> Tensor:
+    """Per-example ``||d sum(outputs) / d inputs||_2^2``, shape ``(B,)``, with a graph for the backward pass.
+
+    Args:
+        outputs: discriminator outputs ``(B,)`` computed from ``inputs``.
+        inputs: ``(B, ...)`` tensor with ``requires_grad=True``.
+    """
+    (grad,) = torch.autograd.grad(outputs.sum(), inputs, create_graph=True)
+    return grad.flatten(1).square().sum(1)
+
+
+def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
+    """``E[||grad_x D(x)||^2]`` over real images ``x`` (``real.requires_grad`` must be set before ``D(real)``)."""
+    return input_gradient_sq_norm(real_logits, real).mean()
+
+
+def gradient_penalty(
+    critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, rng: torch.Generator | None = None
+) -> Tensor:
+    """WGAN-GP: ``E[(||grad D(x_hat)||_2 - 1)^2]`` with ``x_hat = a·real + (1 - a)·fake``, ``a ~ U[0, 1]`` per example.
+
+    Args:
+        critic: the discriminator, ``(B, C, H, W) -> (B,)``.
+        real: real images ``(B, C, H, W)``.
+        fake: generated images of the same shape (detached or not: only ``x_hat`` is differentiated).
+        rng: optional generator for ``a``.
+    """
+    alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, generator=rng)
+    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    norm = input_gradient_sq_norm(critic(x_hat), x_hat).add(1e-12).sqrt()
+    return (norm - 1.0).square().mean()

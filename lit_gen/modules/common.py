@@ -1,0 +1,47 @@
+"""Pieces both LightningModules share: hyperparameter saving, optimizer defaults, batch unpacking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from torch import Tensor, nn
+
+
+def object_args_to_ignore(**objects: Any) -> list[str]:
+    """Names of nets/optimizers passed as Python objects, which ``save_hyperparameters`` must not pickle.
+
+    Under LightningCLI the hyperparameters are the config (``class_path`` dicts), so nothing is ignored and
+    ``load_from_checkpoint(path)`` rebuilds the nets from it. From Python, objects are left out and have to be passed
+    to ``load_from_checkpoint(path, generator=..., ...)`` again; ``None`` (the built-in defaults) is kept.
+    """
+    if _given_hyperparameters.get() is not None:
+        return []
+    return [name for name, value in objects.items() if value is not None]
+
+
+def images_of(batch: Any) -> Tensor:
+    """The image tensor of a batch that is either ``images`` or ``(images, labels, ...)``."""
+    if isinstance(batch, (tuple, list)):
+        batch = batch[0]
+    if not isinstance(batch, Tensor) or batch.dim() < 2:
+        raise ValueError(f"expected a batch of images (B, C, H, W) or (images, labels), got {type(batch).__name__}")
+    return batch
+
+
+def shape_text(shape: Iterable[int]) -> str:
+    """``(1, 28, 28)`` -> ``'1×28×28'``."""
+    return "×".join(str(s) for s in shape)
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode inside the block; its previous mode is restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)

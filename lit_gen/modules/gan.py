@@ -1,0 +1,242 @@
+"""GANModule: alternating discriminator and generator steps under Lightning's manual optimization.
+
+Goodfellow et al. 2014 (arXiv 1406.2661) for the game; DCGAN (Radford et al. 2015, arXiv 1511.06434) for the default
+nets and Adam(lr=2e-4, betas=(0.5, 0.999)); WGAN (arXiv 1701.07875) weight clipping; WGAN-GP (arXiv 1704.00028);
+R1 (arXiv 1801.04406). The losses live in :mod:`lit_gen.losses`; this module only schedules them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+
+from lit_gen.losses.gan import GANLossName, get_gan_loss
+from lit_gen.losses.penalties import gradient_penalty, r1_penalty
+from lit_gen.modules.common import eval_mode, images_of, object_args_to_ignore, shape_text
+from lit_gen.modules.ddp import ManualGradSync
+from lit_gen.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+
+
+def dcgan_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """The default optimizer of both players: Adam(lr=2e-4, betas=(0.5, 0.999)) as in DCGAN."""
+    return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
+
+
+class GANModule(ManualGradSync):
+    """A GAN trained with ``n_critic`` discriminator steps and then one generator step on every batch.
+
+    Args:
+        generator: ``z (B, latent_dim) -> images (B, C, H, W)``. Default: DCGAN for 1×28×28.
+        discriminator: ``images -> logits (B,)`` (or ``(B, 1)``). Default: DCGAN for the generator's image shape.
+        latent_dim: size of ``z``; read from ``generator.latent_dim`` when None.
+        loss: ``minimax``, ``non_saturating``, ``wasserstein``, ``hinge`` or ``least_squares`` (all from logits).
+        n_critic: discriminator steps per batch (each with fresh noise, on the same real images).
+        gradient_penalty: weight λ of the WGAN-GP penalty (0 = off; 10 in the paper).
+        r1_gamma: weight γ of the R1 penalty ``γ/2·E||∇D(x)||²`` on real images (0 = off).
+        weight_clip: clip every discriminator weight to ``[-c, c]`` after its step (WGAN; None = off).
+        generator_optimizer: ``params -> Optimizer``; default Adam(lr=2e-4, betas=(0.5, 0.999)).
+        discriminator_optimizer: same, for the discriminator.
+        generator_scheduler: ``optimizer -> LRScheduler``, stepped once per epoch; None = constant.
+        discriminator_scheduler: same, for the discriminator.
+        flush_denormal: ``torch.set_flush_denormal(True)`` at setup: denormal floats slow CPU training up to 3×.
+    """
+
+    def __init__(
+        self,
+        *,
+        generator: nn.Module | None = None,
+        discriminator: nn.Module | None = None,
+        latent_dim: int | None = None,
+        loss: GANLossName = "non_saturating",
+        n_critic: int = 1,
+        gradient_penalty: float = 0.0,
+        r1_gamma: float = 0.0,
+        weight_clip: float | None = None,
+        generator_optimizer: OptimizerCallable | None = None,
+        discriminator_optimizer: OptimizerCallable | None = None,
+        generator_scheduler: LRSchedulerCallable | None = None,
+        discriminator_scheduler: LRSchedulerCallable | None = None,
+        flush_denormal: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            ignore=object_args_to_ignore(
+                generator=generator,
+                discriminator=discriminator,
+                generator_optimizer=generator_optimizer,
+                discriminator_optimizer=discriminator_optimizer,
+                generator_scheduler=generator_scheduler,
+                discriminator_scheduler=discriminator_scheduler,
+            )
+        )
+        self.automatic_optimization = False
+        self.losses = get_gan_loss(loss)
+        if n_critic < 1:
+            raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        if gradient_penalty < 0 or r1_gamma < 0:
+            raise ValueError(f"gradient_penalty and r1_gamma must be >= 0, got {gradient_penalty} and {r1_gamma}")
+        if weight_clip is not None and weight_clip <= 0:
+            raise ValueError(f"weight_clip must be > 0 or None, got {weight_clip}")
+        if loss == "wasserstein" and not (weight_clip or gradient_penalty):
+            warnings.warn(
+                "loss='wasserstein' without weight_clip or gradient_penalty has no Lipschitz constraint and diverges; "
+                "set gradient_penalty=10 (WGAN-GP) or weight_clip=0.01 (WGAN)",
+                stacklevel=2,
+            )
+
+        self.generator = generator if generator is not None else DCGANGenerator(latent_dim=latent_dim or 64)
+        g_latent = getattr(self.generator, "latent_dim", None)
+        if latent_dim is not None and g_latent is not None and latent_dim != g_latent:
+            raise ValueError(
+                f"latent_dim={latent_dim} but the generator takes z of size {g_latent}; set them equal "
+                f"(or leave latent_dim unset to use the generator's)"
+            )
+        if latent_dim is None and g_latent is None:
+            raise ValueError("pass latent_dim: the generator has no `latent_dim` attribute to read it from")
+        self.latent_dim = int(latent_dim or g_latent)  # type: ignore[arg-type]
+        image_shape = getattr(self.generator, "image_shape", (1, 28, 28))
+        self.discriminator = discriminator if discriminator is not None else DCGANDiscriminator(image_shape)
+
+        self.n_critic = n_critic
+        self.gp_weight = gradient_penalty
+        self.r1_gamma = r1_gamma
+        self.weight_clip = weight_clip
+        self.optimizer_factories = (generator_optimizer, discriminator_optimizer)
+        self.scheduler_factories = (generator_scheduler, discriminator_scheduler)
+        self.flush_denormal = flush_denormal
+        # Lightning's global_step counts every optimizer step (n_critic + 1 per batch): keep our own counters.
+        self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
+
+    # -- sampling ----------------------------------------------------------------------------------------------------
+    def generate(self, z: Tensor) -> Tensor:
+        """``G(z)``: ``(B, latent_dim) -> (B, C, H, W)``, in the generator's current mode, with gradients."""
+        return self.generator(z)
+
+    def noise(self, n: int, rng: torch.Generator | None = None) -> Tensor:
+        """``z ~ N(0, I)`` of shape ``(n, latent_dim)`` on the module's device."""
+        return torch.randn(n, self.latent_dim, device=self.device, generator=rng)
+
+    @torch.no_grad()
+    def sample(self, n: int, rng: torch.Generator | None = None) -> Tensor:
+        """``n`` images ``(n, C, H, W)`` from the generator in eval mode (batch-norm running statistics)."""
+        with eval_mode(self.generator):
+            return self.generator(self.noise(n, rng))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.generate(z)
+
+    # -- training ----------------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if self.flush_denormal:
+            torch.set_flush_denormal(True)
+
+    def configure_optimizers(self) -> Any:
+        g_factory, d_factory = self.optimizer_factories
+        g_opt = (g_factory or dcgan_adam)(self.generator.parameters())
+        d_opt = (d_factory or dcgan_adam)(self.discriminator.parameters())
+        configs: list[dict[str, Any]] = []
+        for opt, sched in zip((g_opt, d_opt), self.scheduler_factories, strict=True):
+            configs.append({"optimizer": opt} | ({"lr_scheduler": sched(opt)} if sched is not None else {}))
+        return configs
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        real = images_of(batch)
+        g_opt, d_opt = self.optimizers()  # type: ignore[misc]
+        for _ in range(self.n_critic):
+            d_stats = self._discriminator_step(real, d_opt)
+        g_loss = self._generator_step(real.shape[0], g_opt)
+        self.generator_steps += 1
+        self.images_seen += real.shape[0] * self.trainer.world_size
+        self.log_dict({"train/d_loss": d_stats[0], "train/g_loss": g_loss}, prog_bar=True)
+        self.log_dict({"train/d_real": d_stats[1], "train/d_fake": d_stats[2]})
+        self.log_dict(
+            {"train/generator_steps": self.generator_steps.float(), "train/images_seen": self.images_seen.float()}
+        )
+
+    def _discriminator_step(self, real: Tensor, opt: Any) -> tuple[Tensor, Tensor, Tensor]:
+        with torch.no_grad():  # no graph through G: it is not trained here
+            fake = self.generator(self.noise(real.shape[0]))
+        self._check_fake(fake, real)
+        with self.toggled_optimizer(opt):
+            if self.r1_gamma:
+                real = real.detach().requires_grad_(True)
+            real_logits = self._discriminate(real)
+            fake_logits = self._discriminate(fake)
+            loss = self.losses.discriminator(real_logits, fake_logits)
+            if self.gp_weight:
+                loss = loss + self.gp_weight * gradient_penalty(self.discriminator, real, fake)
+            if self.r1_gamma:
+                loss = loss + 0.5 * self.r1_gamma * r1_penalty(real_logits, real)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            self.sync_gradients(opt)
+            opt.step()
+        if self.weight_clip is not None:
+            with torch.no_grad():
+                for p in self.discriminator.parameters():
+                    p.clamp_(-self.weight_clip, self.weight_clip)
+        return loss.detach(), real_logits.detach().mean(), fake_logits.detach().mean()
+
+    def _generator_step(self, batch_size: int, opt: Any) -> Tensor:
+        with self.toggled_optimizer(opt):  # D's parameters are frozen: no gradients are computed for them
+            loss = self.losses.generator(self._discriminate(self.generator(self.noise(batch_size))))
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            self.sync_gradients(opt)
+            opt.step()
+        return loss.detach()
+
+    def on_train_epoch_end(self) -> None:
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
+        self.sync_buffers()
+
+    # -- evaluation --------------------------------------------------------------------------------------------------
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(images_of(batch), "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(images_of(batch), "test")
+
+    def _evaluate(self, real: Tensor, stage: str) -> None:
+        fake = self.generator(self.noise(real.shape[0]))
+        self._check_fake(fake, real)
+        real_logits, fake_logits = self._discriminate(real), self._discriminate(fake)
+        metrics = {
+            "d_loss": self.losses.discriminator(real_logits, fake_logits),
+            "g_loss": self.losses.generator(fake_logits),
+            "d_real": real_logits.mean(),
+            "d_fake": fake_logits.mean(),
+        }
+        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, sync_dist=True, prog_bar=stage == "val")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
+        """As many samples as the batch holds images: ``{"samples": (B, C, H, W)}``."""
+        return {"samples": self.sample(images_of(batch).shape[0])}
+
+    # -- checks ------------------------------------------------------------------------------------------------------
+    def _discriminate(self, x: Tensor) -> Tensor:
+        logits = self.discriminator(x)
+        if logits.numel() != x.shape[0]:
+            raise ValueError(
+                f"the discriminator returned shape {tuple(logits.shape)} for {x.shape[0]} images; it must return one "
+                "logit per image, shape (B,) or (B, 1)"
+            )
+        return logits.reshape(-1)
+
+    @staticmethod
+    def _check_fake(fake: Tensor, real: Tensor) -> None:
+        if fake.shape[1:] != real.shape[1:]:
+            raise ValueError(
+                f"the generator makes {shape_text(fake.shape[1:])} images "
+                f"but the data is {shape_text(real.shape[1:])}: "
+                f"build the nets for the data (image_shape: {list(real.shape[1:])}) or resize the data "
+                "(--data.image_size)"
+            )

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lit_gen import GANModule, VAEModule
+from lit_gen.cli import LitGenCLI
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml"))
+FAST = [
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=1",
+    "--trainer.enable_progress_bar=false",
+]
+
+
+def run_cli(*args: str) -> LitGenCLI:
+    return LitGenCLI(args=list(args))
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_config_parses(config: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "--config", str(ROOT / config), "--print_config")
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["seed_everything"] == 0 and printed["model"]["class_path"].startswith("lit_gen.")
+
+
+@pytest.mark.parametrize(
+    "config", ["configs/gan/digits.yaml", "configs/gan/mnist.yaml", "configs/vae/digits.yaml", "configs/vae/mnist.yaml"]
+)
+def test_fit_test_predict_from_the_checkpoint(config: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--config", str(ROOT / config), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    cli = run_cli("fit", *common, *FAST)
+    run = Path(cli.trainer.log_dir)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file() and (run / "config.yaml").is_file()
+    assert len(list((run / "samples").glob("*.png"))) == 1
+    assert f"checkpoint  {ckpt}" in capsys.readouterr().out
+
+    tested = run_cli("test", *common, f"--ckpt_path={ckpt}", "--trainer.enable_progress_bar=false")
+    metrics = tested.trainer.callback_metrics
+    keys = (
+        {"test/d_loss", "test/g_loss", "test/d_real", "test/d_fake"}
+        if "gan" in config
+        else {"test/loss", "test/recon", "test/kl", "test/elbo"}
+    )
+    assert keys <= set(metrics) and all(torch.isfinite(metrics[k]) for k in keys)
+
+    out = tmp_path / "predictions"
+    run_cli(
+        "predict",
+        *common,
+        f"--ckpt_path={ckpt}",
+        f"--predict_writer.output_dir={out}",
+        "--trainer.limit_predict_batches=2",
+        "--trainer.enable_progress_bar=false",
+    )
+    kinds = ["samples"] if "gan" in config else ["inputs", "reconstructions", "samples"]
+    batch = yaml.safe_load((ROOT / config).read_text())["data"]["init_args"]["batch_size"]
+    for kind in kinds:
+        assert len(list((out / kind).glob("*.png"))) == 2 * batch
+        assert (out / f"{kind}_grid.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("config", "cls"), [("configs/gan/digits.yaml", GANModule), ("configs/vae/digits.yaml", VAEModule)]
+)
+def test_cli_checkpoint_reloads_from_its_path_alone(config: str, cls: type, tmp_path: Path) -> None:
+    cli = run_cli("fit", "--config", str(ROOT / config), f"--trainer.logger.init_args.save_dir={tmp_path}", *FAST)
+    loaded = cls.load_from_checkpoint(Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt")
+    samples = [m.sample(5, rng=torch.Generator().manual_seed(3)) for m in (cli.model, loaded)]
+    assert torch.equal(*samples)
+
+
+def test_overrides_reach_the_module(tmp_path: Path) -> None:
+    cli = run_cli(
+        "fit",
+        "--config",
+        str(ROOT / "configs/gan/digits.yaml"),
+        "--model.loss=hinge",
+        "--model.init_args.n_critic=2",
+        "--data.batch_size=8",
+        "--model.generator.init_args.latent_dim=7",
+        "--trainer.fast_dev_run=true",
+        f"--trainer.default_root_dir={tmp_path}",
+    )
+    assert cli.model.hparams.loss == "hinge" and cli.model.n_critic == 2 and cli.model.latent_dim == 7
+    assert cli.datamodule.batch_size == 8
+
+
+def test_unknown_loss_name_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        run_cli("fit", "--config", str(ROOT / "configs/gan/digits.yaml"), "--model.loss=wgan")
+    err = capsys.readouterr().err
+    assert "wgan" in err and "non_saturating" in err
+
+
+@pytest.mark.parametrize("command", [["lit-gen"], [sys.executable, "-m", "lit_gen"]])
+def test_entry_points(command: list[str]) -> None:
+    if command == ["lit-gen"]:
+        command = [str(Path(sys.executable).with_name("lit-gen"))]
+    out = subprocess.run([*command, "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0
+    assert all(sub in out.stdout for sub in ("fit", "validate", "test", "predict"))

@@ -1,0 +1,75 @@
+"""Lightning's strategies with both modules: DDP over 2 CPU processes (gloo) and bf16-mixed on CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import digits, tiny_gan, tiny_vae, trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_ddp(config: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "lit_gen",
+        "fit",
+        "--config",
+        config,
+        "--trainer.strategy=ddp",
+        "--trainer.devices=2",
+        "--trainer.accelerator=cpu",
+        "--trainer.max_epochs=2",
+        "--trainer.limit_train_batches=5",
+        "--trainer.limit_val_batches=2",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.callbacks+=tests.probes.SaveRankWeights",
+        f"--trainer.callbacks.out_dir={tmp_path / 'weights'}",
+        *extra,
+    ]
+    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("config", "extra"),
+    [
+        ("configs/gan/digits.yaml", ()),
+        ("configs/gan/digits.yaml", ("--model.n_critic=2", "--model.loss=wasserstein", "--model.gradient_penalty=10")),
+        ("configs/vae/digits.yaml", ()),
+    ],
+)
+def test_ddp_two_cpu_processes_keep_the_replicas_identical(config: str, extra: tuple[str, ...], tmp_path: Path) -> None:
+    done = run_ddp(config, tmp_path, *extra)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-4000:]
+    assert "were not used in producing the loss" not in log
+    rank0, rank1 = (torch.load(tmp_path / "weights" / f"rank{r}.pt") for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key  # gradients (and batch-norm statistics) were averaged
+    ckpts = list(tmp_path.rglob("last.ckpt"))
+    assert len(ckpts) == 1
+    if "gan" in config:
+        steps = 2 * 5  # 2 epochs x 5 batches per process
+        assert rank0["generator_steps"].item() == steps and rank0["images_seen"].item() == steps * 64 * 2
+
+
+@pytest.mark.parametrize("make", [tiny_gan, tiny_vae])
+def test_bf16_mixed_on_cpu(make, tmp_path: Path) -> None:
+    module = make()
+    before = [p.detach().clone() for p in module.parameters()]
+    dm = digits(value_range=(0.0, 1.0))
+    t = trainer(tmp_path, precision="bf16-mixed", limit_train_batches=3)
+    t.fit(module, datamodule=dm)
+    assert all(torch.isfinite(v) for k, v in t.callback_metrics.items() if k.startswith("train/"))
+    assert all(p.dtype == torch.float32 for p in module.parameters())  # weights stay 32-bit
+    assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
