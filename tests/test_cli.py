@@ -46,6 +46,9 @@ def test_fit_test_predict_from_the_checkpoint(config: str, tmp_path: Path, capsy
     assert len(list((run / "samples").glob("*.png"))) == 1
     assert f"checkpoint  {ckpt}" in capsys.readouterr().out
 
+    validated = run_cli("validate", *common, f"--ckpt_path={ckpt}", "--trainer.limit_val_batches=2")
+    assert any(k.startswith("val/") for k in validated.trainer.callback_metrics)
+
     tested = run_cli("test", *common, f"--ckpt_path={ckpt}", "--trainer.enable_progress_bar=false")
     metrics = tested.trainer.callback_metrics
     keys = (

@@ -51,6 +51,7 @@ class SampleGrid(L.Callback):
         self.num_samples, self.nrow, self.every_n_epochs, self.seed = num_samples, nrow, every_n_epochs, seed
         self.last_path: Path | None = None
         self.directory: Path | None = None
+        self._saved_at = -1
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.directory = run_dir(trainer) / "samples"
@@ -58,15 +59,23 @@ class SampleGrid(L.Callback):
     @rank_zero_only
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
-        if (epoch + 1) % self.every_n_epochs and not trainer.should_stop and epoch + 1 != trainer.max_epochs:
-            return
+        if (epoch + 1) % self.every_n_epochs == 0 or epoch + 1 == trainer.max_epochs:
+            self.save(trainer, pl_module, f"epoch={epoch:03d}.png")
+
+    @rank_zero_only
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._saved_at != trainer.global_step:  # stopped by max_steps, a time limit or early stopping
+            self.save(trainer, pl_module, f"step={trainer.global_step:07d}.png")
+
+    def save(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> Path:
+        """Sample from the fixed noise and save the grid as ``<directory>/<name>``."""
         rng = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         images = pl_module.sample(self.num_samples, rng=rng)  # type: ignore[operator]
-        assert self.directory is not None
-        path = self.directory / f"epoch={epoch:03d}.png"
+        path = (self.directory or run_dir(trainer) / "samples") / name
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(to_unit(images, value_range_of(trainer)), path, nrow=self.nrow, padding=2)
-        self.last_path = path
+        self.last_path, self._saved_at = path, trainer.global_step
+        return path
 
 
 class ImageWriter(BasePredictionWriter):
@@ -112,10 +121,16 @@ class ImageWriter(BasePredictionWriter):
             folder.mkdir(parents=True, exist_ok=True)
             if batch_idx == 0 and trainer.global_rank == 0:
                 save_image(images, root / f"{key}_grid.png", nrow=self.grid_nrow, padding=2)
-            start = batch_idx * len(images) * trainer.world_size + trainer.global_rank * len(images)
-            for i, image in enumerate(images):
-                save_image(image, folder / f"{start + i:06d}.png")
+            names = [f"{i:06d}" for i in batch_indices] if batch_indices else self._fallback_names(trainer, key, images)
+            for name, image in zip(names, images, strict=True):
+                save_image(image, folder / f"{name}.png")
             self.written[key] = self.written.get(key, 0) + len(images)
+
+    def _fallback_names(self, trainer: L.Trainer, key: str, images: Tensor) -> list[str]:
+        """Running numbers per process, when the sampler does not report dataset indices."""
+        start = self.written.get(key, 0)
+        prefix = f"rank{trainer.global_rank}_" if trainer.world_size > 1 else ""
+        return [f"{prefix}{start + i:06d}" for i in range(len(images))]
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_rank == 0:

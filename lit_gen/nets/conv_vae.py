@@ -12,7 +12,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from lit_gen.nets.dcgan import DCGANGenerator, conv_features
-from lit_gen.nets.shapes import check_image_shape, conv_plan
+from lit_gen.nets.shapes import square_conv_plan
 
 
 class ConvEncoder(nn.Module):
@@ -33,11 +33,8 @@ class ConvEncoder(nn.Module):
         norm: Literal["batch", "none"] = "batch",
     ) -> None:
         super().__init__()
-        channels, height, side = check_image_shape(image_shape)
-        if height != side:
-            raise ValueError(f"ConvEncoder takes square images, got image_shape {tuple(image_shape)}")
-        base, n = conv_plan(side)
-        self.image_shape = (channels, height, side)
+        channels, side, base, n = square_conv_plan(image_shape, "ConvEncoder")
+        self.image_shape = (channels, side, side)
         self.latent_dim = latent_dim
         self.features = conv_features(channels, width, n, norm)
         self.head = nn.Linear(width * 2 ** (n - 1) * base * base, 2 * latent_dim)

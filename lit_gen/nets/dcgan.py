@@ -11,7 +11,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from lit_gen.nets.shapes import check_image_shape, conv_plan, init_dcgan_weights, make_activation
+from lit_gen.nets.shapes import init_dcgan_weights, make_activation, square_conv_plan
 
 
 class DCGANGenerator(nn.Module):
@@ -32,12 +32,9 @@ class DCGANGenerator(nn.Module):
         output_activation: Literal["tanh", "sigmoid", "none"] = "tanh",
     ) -> None:
         super().__init__()
-        channels, height, side = check_image_shape(image_shape)
-        if height != side:
-            raise ValueError(f"DCGANGenerator makes square images, got image_shape {tuple(image_shape)}")
-        base, n = conv_plan(side)
+        channels, side, base, n = square_conv_plan(image_shape, "DCGANGenerator")
         self.latent_dim = latent_dim
-        self.image_shape = (channels, height, side)
+        self.image_shape = (channels, side, side)
         ch = width * 2 ** (n - 1)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(latent_dim, ch, base, 1, 0, bias=False),
@@ -72,13 +69,8 @@ class DCGANDiscriminator(nn.Module):
         norm: Literal["batch", "none"] = "batch",
     ) -> None:
         super().__init__()
-        channels, height, side = check_image_shape(image_shape)
-        if height != side:
-            raise ValueError(f"DCGANDiscriminator takes square images, got image_shape {tuple(image_shape)}")
-        if norm not in ("batch", "none"):
-            raise ValueError(f"unknown norm {norm!r}; choose 'batch' or 'none'")
-        base, n = conv_plan(side)
-        self.image_shape = (channels, height, side)
+        channels, side, base, n = square_conv_plan(image_shape, "DCGANDiscriminator")
+        self.image_shape = (channels, side, side)
         self.features = conv_features(channels, width, n, norm)
         self.head = nn.Conv2d(width * 2 ** (n - 1), 1, base, 1, 0)
         init_dcgan_weights(self)
@@ -93,6 +85,8 @@ def conv_features(channels: int, width: int, n: int, norm: str = "batch") -> nn.
 
     Maps ``(B, channels, S, S)`` to ``(B, width·2^(n-1), S/2^n, S/2^n)``.
     """
+    if norm not in ("batch", "none"):
+        raise ValueError(f"unknown norm {norm!r}; choose 'batch' or 'none'")
     layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
     ch = width
     for _ in range(n - 1):

@@ -15,6 +15,14 @@ def check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+def square_conv_plan(image_shape: Sequence[int], owner: str) -> tuple[int, int, int, int]:
+    """Validate a square ``(C, S, S)`` for a conv net and plan its stages: returns ``(C, S, base, n)``."""
+    channels, height, side = check_image_shape(image_shape)
+    if height != side:
+        raise ValueError(f"{owner} needs square images, got image_shape {tuple(image_shape)}")
+    return (channels, side, *conv_plan(side))
+
+
 def conv_plan(size: int) -> tuple[int, int]:
     """Split an image side into ``base * 2**n`` for a stack of stride-2 convolutions.
 
