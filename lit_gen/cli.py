@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import torch
+from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
@@ -26,6 +27,14 @@ class LitGenCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ImageWriter, "predict_writer")
 
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        if self.subcommand == "fit" and config.get("ckpt_path") == "last":
+            try:
+                resolve_last_checkpoint(config)
+            except FileNotFoundError as err:
+                self.parser.error(str(err))
+
     def after_fit(self) -> None:
         """Say where the run's files are."""
         trainer = self.trainer
@@ -44,6 +53,31 @@ class LitGenCLI(LightningCLI):
             if isinstance(cb, SampleGrid) and cb.last_path is not None:
                 lines.append(f"  samples     {cb.last_path}")
         print("\n".join(lines), flush=True)
+
+
+def resolve_last_checkpoint(config: Namespace) -> Path:
+    """``--ckpt_path last`` for a new process: the newest ``last.ckpt`` among the logger's earlier versions.
+
+    Lightning alone looks for ``last`` only in the new run's own (empty) directory and silently starts from scratch.
+    Here the newest ``<save_dir>/<name>/version_*/checkpoints/last.ckpt`` is found, and the logger is pointed at that
+    version, so the resumed run keeps writing into the same directory (CSV metrics are appended).
+    """
+    logger = config.trainer.get("logger")
+    init = logger.get("init_args") if isinstance(logger, Namespace) else None
+    if init is not None and init.get("save_dir") is not None:
+        root = Path(init.save_dir) / (init.get("name") or "lightning_logs")
+    else:
+        root = Path(config.trainer.get("default_root_dir") or ".") / "lightning_logs"
+    candidates = sorted(root.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise FileNotFoundError(
+            f"--ckpt_path last: no checkpoint matches {root}/*/checkpoints/last.ckpt; start without --ckpt_path, or "
+            "pass the path of a checkpoint"
+        )
+    config.ckpt_path = str(candidates[-1])
+    if init is not None and "version" in init:
+        init.version = candidates[-1].parent.parent.name
+    return candidates[-1]
 
 
 def main(args: list[str] | None = None) -> None:

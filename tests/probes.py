@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import lightning as L
@@ -18,3 +19,31 @@ class SaveRankWeights(L.Callback):
         Path(self.out_dir).mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in pl_module.state_dict().items()}
         torch.save(state, Path(self.out_dir) / f"rank{trainer.global_rank}.pt")
+
+
+class Slow(L.Callback):
+    """Sleeps after every training batch (no effect on the numbers); from ``hang_at_step`` on it touches ``marker``
+    and sleeps for good, so that a test can SIGKILL the run at a known step."""
+
+    def __init__(self, seconds: float = 0.0, hang_at_step: int | None = None, marker: str | None = None) -> None:
+        self.seconds, self.hang_at_step, self.marker = seconds, hang_at_step, marker
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        time.sleep(self.seconds)
+        if self.hang_at_step is not None and trainer.global_step >= self.hang_at_step:
+            if self.marker:
+                Path(self.marker).touch()
+            time.sleep(3600)
+
+
+class RecordBatches(L.Callback):
+    """Appends ``global_step, sum of the batch's labels, a digest of the torch RNG state`` per batch to ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object, i: int) -> None:
+        with open(self.path, "a") as f:
+            weights = sum(p.double().sum().item() for p in pl_module.parameters())
+            line = f"{trainer.global_step} {int(batch[1].sum())} {int(torch.get_rng_state().sum())} {weights!r}"
+            f.write(line + "\n")  # type: ignore[index]

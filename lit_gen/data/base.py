@@ -3,7 +3,6 @@ turned into floats in ``value_range`` after the transfer to the device (4× less
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import lightning as L
@@ -11,6 +10,8 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
+from torchdata.stateful_dataloader import StatefulDataLoader
+from torchdata.stateful_dataloader.sampler import RandomSampler
 
 Split = Literal["train", "val", "test"]
 
@@ -86,6 +87,8 @@ class ImageDataModule(L.LightningDataModule):
         self.image_shape = tuple(image.shape)  # type: ignore[assignment]
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled by a generator seeded with ``seed``; a ``StatefulDataLoader``, so that a run resumed from a
+        mid-epoch checkpoint continues with the very batches the interrupted run would have seen."""
         return self._loader("train", shuffle=True, drop_last=self.drop_last)
 
     def val_dataloader(self) -> DataLoader:
@@ -127,10 +130,12 @@ class ImageDataModule(L.LightningDataModule):
         if not self.splits:
             self.setup()
         dataset = self.splits[split]
-        return DataLoader(
+        sampler = EpochSeededRandomSampler(dataset, seed=self.seed) if shuffle else None  # type: ignore[arg-type]
+        return StatefulDataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
+            generator=sampler.generator if sampler is not None else None,
             drop_last=drop_last and len(dataset) > self.batch_size,  # type: ignore[arg-type]
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -140,6 +145,16 @@ class ImageDataModule(L.LightningDataModule):
         return {"image_shape": self.image_shape, "value_range": self.value_range}
 
 
-def count_classes(labels: Sequence[int] | Tensor) -> int:
-    """Number of distinct labels."""
-    return int(torch.as_tensor(labels).unique().numel())
+class EpochSeededRandomSampler(RandomSampler):
+    """torchdata's stateful ``RandomSampler`` whose order in epoch ``e`` is a function of ``(seed, e)`` alone.
+
+    Lightning calls ``set_epoch`` at the start of every epoch, so the order of later epochs does not depend on how
+    many iterators were created before (a resumed run creates more than an uninterrupted one).
+    """
+
+    def __init__(self, data_source: Dataset, seed: int = 0) -> None:
+        super().__init__(data_source, generator=torch.Generator().manual_seed(seed))  # type: ignore[arg-type]
+        self.seed = seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + epoch)

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import torch
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 
@@ -45,3 +46,8 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
         yield module
     finally:
         module.train(was_training)
+
+
+def eval_rng(device: torch.device, batch_idx: int) -> torch.Generator:
+    """A generator on ``device`` seeded by the batch index, for evaluation and prediction noise."""
+    return torch.Generator(device=device).manual_seed(batch_idx)

@@ -17,9 +17,14 @@ from torch import Tensor, nn
 
 from lit_gen.losses.gan import GANLossName, get_gan_loss
 from lit_gen.losses.penalties import gradient_penalty, r1_penalty
-from lit_gen.modules.common import eval_mode, images_of, object_args_to_ignore, shape_text
+from lit_gen.modules.common import eval_mode, eval_rng, images_of, object_args_to_ignore, shape_text
 from lit_gen.modules.ddp import ManualGradSync
+from lit_gen.modules.resume import ResumableRNG
 from lit_gen.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+
+# Lightning warns that a mid-epoch checkpoint of a manual-optimization module holds the weights after the optimizer
+# step; for GANModule that is exactly the state a resumed run must continue from.
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
 
 
 def dcgan_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -27,7 +32,7 @@ def dcgan_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
 
 
-class GANModule(ManualGradSync):
+class GANModule(ManualGradSync, ResumableRNG):
     """A GAN trained with ``n_critic`` discriminator steps and then one generator step on every batch.
 
     Args:
@@ -200,13 +205,15 @@ class GANModule(ManualGradSync):
 
     # -- evaluation --------------------------------------------------------------------------------------------------
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(images_of(batch), "val")
+        self._evaluate(images_of(batch), "val", batch_idx)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(images_of(batch), "test")
+        self._evaluate(images_of(batch), "test", batch_idx)
 
-    def _evaluate(self, real: Tensor, stage: str) -> None:
-        fake = self.generator(self.noise(real.shape[0]))
+    def _evaluate(self, real: Tensor, stage: str, batch_idx: int) -> None:
+        # Evaluation noise comes from its own generator, seeded by the batch index: metrics are reproducible and
+        # evaluation never moves the training RNG (which exact resume depends on).
+        fake = self.generator(self.noise(real.shape[0], eval_rng(self.device, batch_idx)))
         self._check_fake(fake, real)
         real_logits, fake_logits = self._discriminate(real), self._discriminate(fake)
         metrics = {
@@ -218,8 +225,8 @@ class GANModule(ManualGradSync):
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, sync_dist=True, prog_bar=stage == "val")
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
-        """As many samples as the batch holds images: ``{"samples": (B, C, H, W)}``."""
-        return {"samples": self.sample(images_of(batch).shape[0])}
+        """As many samples as the batch holds images: ``{"samples": (B, C, H, W)}``, noise seeded by ``batch_idx``."""
+        return {"samples": self.sample(images_of(batch).shape[0], eval_rng(self.device, batch_idx))}
 
     # -- checks ------------------------------------------------------------------------------------------------------
     def _discriminate(self, x: Tensor) -> Tensor:

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from lit_gen.losses.vae import Likelihood, gaussian_kl, likelihood_mean, reconstruction_nll, reparameterize
-from lit_gen.modules.common import eval_mode, images_of, object_args_to_ignore, shape_text
+from lit_gen.modules.common import eval_mode, eval_rng, images_of, object_args_to_ignore, shape_text
+from lit_gen.modules.resume import ResumableRNG
 from lit_gen.nets.conv_vae import ConvDecoder, ConvEncoder
 
 
@@ -41,7 +41,7 @@ def default_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-3)
 
 
-class VAEModule(L.LightningModule):
+class VAEModule(ResumableRNG):
     """A VAE with a Gaussian posterior, a N(0, I) prior and a Bernoulli or Gaussian likelihood.
 
     Args:
@@ -113,9 +113,10 @@ class VAEModule(L.LightningModule):
         """``(B, latent_dim) -> (B, C, H, W)``: the mean of p(x|z), in the data's pixel range."""
         return likelihood_mean(self.decoder(z), self.likelihood)
 
-    def forward(self, x: Tensor) -> VAEOutput:
+    def forward(self, x: Tensor, rng: torch.Generator | None = None) -> VAEOutput:
+        """Encode, draw ``z`` with the reparameterization trick (from ``rng`` if given), decode."""
         mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar)
+        z = reparameterize(mu, logvar, rng)
         recon = self.decoder(z)
         if recon.shape != x.shape:
             raise ValueError(
@@ -137,7 +138,7 @@ class VAEModule(L.LightningModule):
         with eval_mode(self):
             return self.decode(torch.randn(n, self.latent_dim, device=self.device, generator=rng))
 
-    def loss_terms(self, x: Tensor) -> dict[str, Tensor]:
+    def loss_terms(self, x: Tensor, rng: torch.Generator | None = None) -> dict[str, Tensor]:
         """Batch means, per example, in nats: ``loss``, ``recon`` (-log p(x|z)), ``kl``, ``elbo``."""
         if self.likelihood == "bernoulli" and not getattr(self, "_range_checked", False):
             low, high = float(x.min()), float(x.max())
@@ -147,7 +148,7 @@ class VAEModule(L.LightningModule):
                     "set the data's value_range to [0, 1] (--data.value_range=[0,1]) or use likelihood=gaussian"
                 )
             self._range_checked = True
-        out = self(x)
+        out = self(x, rng)
         recon = reconstruction_nll(out.recon, x, self.likelihood, self.gaussian_std).mean()
         kl = gaussian_kl(out.mu, out.logvar).mean()
         return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
@@ -169,16 +170,17 @@ class VAEModule(L.LightningModule):
         return terms["loss"]
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(images_of(batch), "val")
+        self._evaluate(images_of(batch), "val", batch_idx)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(images_of(batch), "test")
+        self._evaluate(images_of(batch), "test", batch_idx)
 
-    def _evaluate(self, x: Tensor, stage: str) -> None:
-        terms = self.loss_terms(x)
+    def _evaluate(self, x: Tensor, stage: str, batch_idx: int) -> None:
+        terms = self.loss_terms(x, eval_rng(self.device, batch_idx))  # reproducible; leaves the training RNG alone
         self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, sync_dist=True, prog_bar=stage == "val")
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """``{"inputs", "reconstructions", "samples"}``, each ``(B, C, H, W)`` in the data's pixel range."""
         x = images_of(batch)
-        return {"inputs": x, "reconstructions": self.reconstruct(x), "samples": self.sample(x.shape[0])}
+        samples = self.sample(x.shape[0], eval_rng(self.device, batch_idx))
+        return {"inputs": x, "reconstructions": self.reconstruct(x), "samples": samples}

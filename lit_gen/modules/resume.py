@@ -1,0 +1,65 @@
+"""Random-number state in checkpoints, so that a resumed run draws the same noise as an uninterrupted one."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+RNG_KEY = "lit_gen_rng_states"
+
+
+class ResumableRNG(L.LightningModule):
+    """Saves every process's torch (CPU and CUDA), numpy and Python RNG states with each checkpoint and restores them
+    right before the first training step after a resume (not on a plain ``load_from_checkpoint``)."""
+
+    _pending_rng: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Runs on every process (only rank 0 writes): gather each rank's torch state so each gets its own back.
+        cpu = torch.get_rng_state()
+        gathered = self.all_gather(cpu.to(self.device)) if self._trainer is not None else cpu
+        states: dict[str, Any] = {
+            "torch": gathered.reshape(-1, cpu.numel()).cpu(),
+            "numpy": _numpy_state_to_tensors(np.random.get_state()),
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint[RNG_KEY] = states
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._pending_rng = checkpoint.get(RNG_KEY)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._pending_rng is None:
+            return
+        states, self._pending_rng = self._pending_rng, None
+        per_rank = states["torch"]
+        rank = self.trainer.global_rank
+        if per_rank.shape[0] != self.trainer.world_size:
+            rank_zero_warn(
+                f"the checkpoint holds RNG states of {per_rank.shape[0]} processes but {self.trainer.world_size} run "
+                "now: each process continues with rank 0's state, so the noise differs from an uninterrupted run"
+            )
+            rank = 0
+        torch.set_rng_state(per_rank[rank].clone())
+        np.random.set_state(_numpy_state_from_tensors(states["numpy"]))
+        random.setstate(states["python"])
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _numpy_state_to_tensors(state: tuple) -> tuple:
+    """numpy's MT19937 state with its key array as a tensor, loadable with ``torch.load(weights_only=True)``."""
+    name, keys, pos, has_gauss, cached = state
+    return name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)
+
+
+def _numpy_state_from_tensors(state: tuple) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    return name, keys.numpy().astype(np.uint32), pos, has_gauss, cached
