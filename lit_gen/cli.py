@@ -56,11 +56,11 @@ class LitGenCLI(LightningCLI):
 
 
 def resolve_last_checkpoint(config: Namespace) -> Path:
-    """``--ckpt_path last`` for a new process: the newest ``last.ckpt`` among the logger's earlier versions.
+    """``--ckpt_path last`` for a new process: the newest ``last.ckpt`` (or ``on_exception.ckpt``) of earlier runs.
 
     Lightning alone looks for ``last`` only in the new run's own (empty) directory and silently starts from scratch.
-    Here the newest ``<save_dir>/<name>/version_*/checkpoints/last.ckpt`` is found, and the logger is pointed at that
-    version, so the resumed run keeps writing into the same directory (CSV metrics are appended).
+    Here the newest ``<save_dir>/<name>/version_*/checkpoints/{last,on_exception}.ckpt`` is found, and the logger is
+    pointed at that version, so the resumed run keeps writing into the same directory (CSV metrics are appended).
     """
     logger = config.trainer.get("logger")
     init = logger.get("init_args") if isinstance(logger, Namespace) else None
@@ -68,7 +68,8 @@ def resolve_last_checkpoint(config: Namespace) -> Path:
         root = Path(init.save_dir) / (init.get("name") or "lightning_logs")
     else:
         root = Path(config.trainer.get("default_root_dir") or ".") / "lightning_logs"
-    candidates = sorted(root.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    found = [*root.glob("*/checkpoints/last.ckpt"), *root.glob("*/checkpoints/on_exception.ckpt")]
+    candidates = sorted(found, key=lambda p: p.stat().st_mtime)
     if not candidates:
         raise FileNotFoundError(
             f"--ckpt_path last: no checkpoint matches {root}/*/checkpoints/last.ckpt; start without --ckpt_path, or "

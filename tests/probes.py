@@ -47,3 +47,21 @@ class RecordBatches(L.Callback):
             weights = sum(p.double().sum().item() for p in pl_module.parameters())
             line = f"{trainer.global_step} {int(batch[1].sum())} {int(torch.get_rng_state().sum())} {weights!r}"
             f.write(line + "\n")  # type: ignore[index]
+
+
+class InjectAtBatch(L.Callback):
+    """At training batch ``at``: fill the images with NaN (``what="nan"``) or raise a RuntimeError (``"error"``).
+
+    ``weights_before`` keeps the module's state dict as it was just before that batch.
+    """
+
+    def __init__(self, at: int, what: str = "nan") -> None:
+        self.at, self.what = at, what
+        self.weights_before: dict[str, torch.Tensor] = {}
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object, i: int) -> None:
+        if i == self.at and trainer.current_epoch == 0:
+            self.weights_before = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+            if self.what == "error":
+                raise RuntimeError("injected failure")
+            batch[0].fill_(float("nan"))  # type: ignore[index]

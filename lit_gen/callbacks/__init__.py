@@ -1,5 +1,6 @@
-"""Callbacks that observe training: image grids and prediction writers."""
+"""Callbacks that observe training: image grids, prediction writers, a checkpoint on exceptions."""
 
+from lit_gen.callbacks.checkpoint import SaveOnException
 from lit_gen.callbacks.images import ImageWriter, SampleGrid
 
-__all__ = ["ImageWriter", "SampleGrid"]
+__all__ = ["ImageWriter", "SampleGrid", "SaveOnException"]

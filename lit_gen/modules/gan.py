@@ -19,6 +19,7 @@ from lit_gen.losses.gan import GANLossName, get_gan_loss
 from lit_gen.losses.penalties import gradient_penalty, r1_penalty
 from lit_gen.modules.common import eval_mode, eval_rng, images_of, object_args_to_ignore, shape_text
 from lit_gen.modules.ddp import ManualGradSync
+from lit_gen.modules.guards import NonFinitePolicy, loss_is_finite
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 
@@ -49,6 +50,8 @@ class GANModule(ManualGradSync, ResumableRNG):
         generator_scheduler: ``optimizer -> LRScheduler``, stepped once per epoch; None = constant.
         discriminator_scheduler: same, for the discriminator.
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup: denormal floats slow CPU training up to 3×.
+        nonfinite: a NaN/inf loss ``"stop"``s training with an error naming the loss and the step, or the step is
+            ``"skip"``ped (counted in ``train/skipped_steps``).
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class GANModule(ManualGradSync, ResumableRNG):
         generator_scheduler: LRSchedulerCallable | None = None,
         discriminator_scheduler: LRSchedulerCallable | None = None,
         flush_denormal: bool = True,
+        nonfinite: NonFinitePolicy = "stop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -114,6 +118,10 @@ class GANModule(ManualGradSync, ResumableRNG):
         self.optimizer_factories = (generator_optimizer, discriminator_optimizer)
         self.scheduler_factories = (generator_scheduler, discriminator_scheduler)
         self.flush_denormal = flush_denormal
+        if nonfinite not in ("stop", "skip"):
+            raise ValueError(f"nonfinite must be 'stop' or 'skip', got {nonfinite!r}")
+        self.nonfinite = nonfinite
+        self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
         # Lightning's global_step counts every optimizer step (n_critic + 1 per batch): keep our own counters.
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
@@ -154,17 +162,17 @@ class GANModule(ManualGradSync, ResumableRNG):
         real = images_of(batch)
         g_opt, d_opt = self.optimizers()  # type: ignore[misc]
         for _ in range(self.n_critic):
-            d_stats = self._discriminator_step(real, d_opt)
-        g_loss = self._generator_step(real.shape[0], g_opt)
+            d_stats = self._discriminator_step(real, d_opt, batch_idx)
+        g_loss = self._generator_step(real.shape[0], g_opt, batch_idx)
         self.generator_steps += 1
         self.images_seen += real.shape[0] * self.trainer.world_size
         self.log_dict({"train/d_loss": d_stats[0], "train/g_loss": g_loss}, prog_bar=True)
         self.log_dict({"train/d_real": d_stats[1], "train/d_fake": d_stats[2]})
-        self.log_dict(
-            {"train/generator_steps": self.generator_steps.float(), "train/images_seen": self.images_seen.float()}
-        )
+        counters = {"generator_steps": self.generator_steps, "images_seen": self.images_seen}
+        counters["skipped_steps"] = self.skipped_steps
+        self.log_dict({f"train/{k}": v.float() for k, v in counters.items()})
 
-    def _discriminator_step(self, real: Tensor, opt: Any) -> tuple[Tensor, Tensor, Tensor]:
+    def _discriminator_step(self, real: Tensor, opt: Any, batch_idx: int) -> tuple[Tensor, Tensor, Tensor]:
         with torch.no_grad():  # no graph through G: it is not trained here
             fake = self.generator(self.noise(real.shape[0]))
         self._check_fake(fake, real)
@@ -178,24 +186,28 @@ class GANModule(ManualGradSync, ResumableRNG):
                 loss = loss + self.gp_weight * gradient_penalty(self.discriminator, real, fake)
             if self.r1_gamma:
                 loss = loss + 0.5 * self.r1_gamma * r1_penalty(real_logits, real)
-            opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            self.sync_gradients(opt)
-            opt.step()
+            self._step(opt, loss, "discriminator loss", batch_idx)
         if self.weight_clip is not None:
             with torch.no_grad():
                 for p in self.discriminator.parameters():
                     p.clamp_(-self.weight_clip, self.weight_clip)
         return loss.detach(), real_logits.detach().mean(), fake_logits.detach().mean()
 
-    def _generator_step(self, batch_size: int, opt: Any) -> Tensor:
+    def _generator_step(self, batch_size: int, opt: Any, batch_idx: int) -> Tensor:
         with self.toggled_optimizer(opt):  # D's parameters are frozen: no gradients are computed for them
             loss = self.losses.generator(self._discriminate(self.generator(self.noise(batch_size))))
-            opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            self.sync_gradients(opt)
-            opt.step()
+            self._step(opt, loss, "generator loss", batch_idx)
         return loss.detach()
+
+    def _step(self, opt: Any, loss: Tensor, name: str, batch_idx: int) -> None:
+        """zero_grad, backward, DDP gradient sync, step; a non-finite loss stops training or skips the step."""
+        opt.zero_grad(set_to_none=True)
+        if not loss_is_finite(self, name, loss, self.nonfinite, batch_idx):
+            self.skipped_steps += 1
+            return
+        self.manual_backward(loss)
+        self.sync_gradients(opt)
+        opt.step()
 
     def on_train_epoch_end(self) -> None:
         schedulers = self.lr_schedulers()

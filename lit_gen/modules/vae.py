@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from lit_gen.losses.vae import Likelihood, gaussian_kl, likelihood_mean, reconstruction_nll, reparameterize
 from lit_gen.modules.common import eval_mode, eval_rng, images_of, object_args_to_ignore, shape_text
+from lit_gen.modules.guards import NonFinitePolicy, loss_is_finite
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.nets.conv_vae import ConvDecoder, ConvEncoder
 
@@ -55,6 +56,7 @@ class VAEModule(ResumableRNG):
         optimizer: ``params -> Optimizer``; default Adam(lr=1e-3).
         lr_scheduler: ``optimizer -> LRScheduler`` stepped every epoch; None = constant.
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup (denormals slow CPU training).
+        nonfinite: a NaN/inf loss ``"stop"``s training with an error naming the step, or the batch is ``"skip"``ped.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class VAEModule(ResumableRNG):
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         flush_denormal: bool = True,
+        nonfinite: NonFinitePolicy = "stop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -97,6 +100,9 @@ class VAEModule(ResumableRNG):
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.flush_denormal = flush_denormal
+        if nonfinite not in ("stop", "skip"):
+            raise ValueError(f"nonfinite must be 'stop' or 'skip', got {nonfinite!r}")
+        self.nonfinite = nonfinite
 
     # -- the model ---------------------------------------------------------------------------------------------------
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -164,8 +170,10 @@ class VAEModule(ResumableRNG):
             return opt
         return {"optimizer": opt, "lr_scheduler": self.scheduler_factory(opt)}
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
         terms = self.loss_terms(images_of(batch))
+        if not loss_is_finite(self, "VAE loss", terms["loss"], self.nonfinite, batch_idx):
+            return None  # Lightning skips the backward pass and the optimizer step
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, prog_bar=True)
         return terms["loss"]
 
