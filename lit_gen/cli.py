@@ -9,7 +9,9 @@ import torch
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from lit_gen.callbacks.checkpoint import AtomicCheckpointIO
 from lit_gen.callbacks.images import ImageWriter, SampleGrid
 
 
@@ -34,6 +36,12 @@ class LitGenCLI(LightningCLI):
                 resolve_last_checkpoint(config)
             except FileNotFoundError as err:
                 self.parser.error(str(err))
+
+    def before_fit(self) -> None:
+        """Atomic checkpoint writes unless the user configured their own CheckpointIO."""
+        strategy = self.trainer.strategy
+        if type(strategy.checkpoint_io) is TorchCheckpointIO:
+            strategy.checkpoint_io = AtomicCheckpointIO()
 
     def after_fit(self) -> None:
         """Say where the run's files are."""
