@@ -13,24 +13,31 @@ import torch
 from torch import Tensor
 
 
-def input_gradient_sq_norm(outputs: Tensor, inputs: Tensor) -> Tensor:
-    """Per-example ``||d sum(outputs) / d inputs||_2^2``, shape ``(B,)``, with a graph for the backward pass.
+def input_gradient_sq_norm(outputs: Tensor, inputs: Tensor, scale: float = 1.0) -> Tensor:
+    """Per-example ``||d sum(outputs) / d inputs||_2^2``, shape ``(B,)`` in float32, with a graph for the backward.
 
     Args:
         outputs: discriminator outputs ``(B,)`` computed from ``inputs``.
         inputs: ``(B, ...)`` tensor with ``requires_grad=True``.
+        scale: the GradScaler's current scale under fp16 mixed precision: the gradient is taken of
+            ``scale * sum(outputs)``, so that fp16 intermediate gradients do not underflow, and divided by ``scale``
+            again (PyTorch AMP recipe "gradient penalty"). 1 otherwise.
     """
-    (grad,) = torch.autograd.grad(outputs.sum(), inputs, create_graph=True)
-    return grad.flatten(1).square().sum(1)
+    (grad,) = torch.autograd.grad(outputs.float().sum() * scale, inputs, create_graph=True)
+    return (grad.float() / scale).flatten(1).square().sum(1)
 
 
-def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
+def r1_penalty(real_logits: Tensor, real: Tensor, scale: float = 1.0) -> Tensor:
     """``E[||grad_x D(x)||^2]`` over real images ``x`` (``real.requires_grad`` must be set before ``D(real)``)."""
-    return input_gradient_sq_norm(real_logits, real).mean()
+    return input_gradient_sq_norm(real_logits, real, scale).mean()
 
 
 def gradient_penalty(
-    critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, rng: torch.Generator | None = None
+    critic: Callable[[Tensor], Tensor],
+    real: Tensor,
+    fake: Tensor,
+    rng: torch.Generator | None = None,
+    scale: float = 1.0,
 ) -> Tensor:
     """WGAN-GP: ``E[(||grad D(x_hat)||_2 - 1)^2]`` with ``x_hat = a·real + (1 - a)·fake``, ``a ~ U[0, 1]`` per example.
 
@@ -39,8 +46,9 @@ def gradient_penalty(
         real: real images ``(B, C, H, W)``.
         fake: generated images of the same shape (detached or not: only ``x_hat`` is differentiated).
         rng: optional generator for ``a``.
+        scale: the GradScaler's scale under fp16 mixed precision (see :func:`input_gradient_sq_norm`).
     """
     alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, generator=rng)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    norm = input_gradient_sq_norm(critic(x_hat), x_hat).add(1e-12).sqrt()
+    norm = input_gradient_sq_norm(critic(x_hat), x_hat, scale).add(1e-12).sqrt()
     return (norm - 1.0).square().mean()

@@ -50,6 +50,8 @@ class GANModule(ManualGradSync, ResumableRNG):
         generator_scheduler: ``optimizer -> LRScheduler``, stepped once per epoch; None = constant.
         discriminator_scheduler: same, for the discriminator.
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup: denormal floats slow CPU training up to 3×.
+        generator_clip_norm: clip the generator's gradient to this total L2 norm before each step (None = off).
+        discriminator_clip_norm: same for the discriminator.
         nonfinite: a NaN/inf loss ``"stop"``s training with an error naming the loss and the step, or the step is
             ``"skip"``ped (counted in ``train/skipped_steps``).
     """
@@ -69,6 +71,8 @@ class GANModule(ManualGradSync, ResumableRNG):
         discriminator_optimizer: OptimizerCallable | None = None,
         generator_scheduler: LRSchedulerCallable | None = None,
         discriminator_scheduler: LRSchedulerCallable | None = None,
+        generator_clip_norm: float | None = None,
+        discriminator_clip_norm: float | None = None,
         flush_denormal: bool = True,
         nonfinite: NonFinitePolicy = "stop",
     ) -> None:
@@ -89,8 +93,10 @@ class GANModule(ManualGradSync, ResumableRNG):
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
         if gradient_penalty < 0 or r1_gamma < 0:
             raise ValueError(f"gradient_penalty and r1_gamma must be >= 0, got {gradient_penalty} and {r1_gamma}")
-        if weight_clip is not None and weight_clip <= 0:
-            raise ValueError(f"weight_clip must be > 0 or None, got {weight_clip}")
+        for name, value in (("weight_clip", weight_clip), ("generator_clip_norm", generator_clip_norm),
+                            ("discriminator_clip_norm", discriminator_clip_norm)):  # fmt: skip
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0 or None, got {value}")
         if loss == "wasserstein" and not (weight_clip or gradient_penalty):
             warnings.warn(
                 "loss='wasserstein' without weight_clip or gradient_penalty has no Lipschitz constraint and diverges; "
@@ -115,6 +121,8 @@ class GANModule(ManualGradSync, ResumableRNG):
         self.gp_weight = gradient_penalty
         self.r1_gamma = r1_gamma
         self.weight_clip = weight_clip
+        self.generator_clip_norm = generator_clip_norm
+        self.discriminator_clip_norm = discriminator_clip_norm
         self.optimizer_factories = (generator_optimizer, discriminator_optimizer)
         self.scheduler_factories = (generator_scheduler, discriminator_scheduler)
         self.flush_denormal = flush_denormal
@@ -183,9 +191,10 @@ class GANModule(ManualGradSync, ResumableRNG):
             fake_logits = self._discriminate(fake)
             loss = self.losses.discriminator(real_logits, fake_logits)
             if self.gp_weight:
-                loss = loss + self.gp_weight * gradient_penalty(self.discriminator, real, fake)
+                gp = gradient_penalty(self.discriminator, real, fake, scale=self._grad_scale())
+                loss = loss + self.gp_weight * gp
             if self.r1_gamma:
-                loss = loss + 0.5 * self.r1_gamma * r1_penalty(real_logits, real)
+                loss = loss + 0.5 * self.r1_gamma * r1_penalty(real_logits, real, scale=self._grad_scale())
             self._step(opt, loss, "discriminator loss", batch_idx)
         if self.weight_clip is not None:
             with torch.no_grad():
@@ -208,6 +217,18 @@ class GANModule(ManualGradSync, ResumableRNG):
         self.manual_backward(loss)
         self.sync_gradients(opt)
         opt.step()
+
+    def _grad_scale(self) -> float:
+        """The fp16 GradScaler's scale (16-mixed), else 1: penalties differentiate the scaled output, then unscale."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Clip by norm here: Lightning calls this after unscaling the gradients under 16-mixed."""
+        g_opt, d_opt = self.trainer.optimizers
+        clip = {id(g_opt): self.generator_clip_norm, id(d_opt): self.discriminator_clip_norm}.get(id(optimizer))
+        if clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
 
     def on_train_epoch_end(self) -> None:
         schedulers = self.lr_schedulers()
