@@ -13,6 +13,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_gen.callbacks.checkpoint import AtomicCheckpointIO
 from lit_gen.callbacks.images import ImageWriter, SampleGrid
+from lit_gen.modules.checked_loading import check_checkpoint
 
 
 class LitGenCLI(LightningCLI):
@@ -29,13 +30,21 @@ class LitGenCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ImageWriter, "predict_writer")
 
-    def before_instantiate_classes(self) -> None:
-        config = self.config.get(self.subcommand) if self.subcommand else self.config
-        if self.subcommand == "fit" and config.get("ckpt_path") == "last":
-            try:
+    def parse_arguments(self, parser, args) -> None:
+        """Parse, then check ``--ckpt_path`` before LightningCLI reads the checkpoint's hyperparameters."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand) if subcommand else self.config
+        if config.get("weights_only", False) is None:
+            config.weights_only = True  # checkpoints hold tensors and plain data only: no arbitrary unpickling
+        ckpt_path = config.get("ckpt_path")
+        try:
+            if subcommand == "fit" and ckpt_path == "last":
                 resolve_last_checkpoint(config)
-            except FileNotFoundError as err:
-                self.parser.error(str(err))
+            elif ckpt_path not in (None, "last", "best", "hpc", "registry"):
+                check_checkpoint(ckpt_path)
+        except (FileNotFoundError, ValueError) as err:
+            parser.error(str(err))
 
     def before_fit(self) -> None:
         """Atomic checkpoint writes unless the user configured their own CheckpointIO."""

@@ -87,11 +87,13 @@ class ImageWriter(BasePredictionWriter):
     Args:
         output_dir: where to write; default ``<log_dir>/predictions``.
         grid_nrow: images per row in the grids.
+        overwrite: write into an ``output_dir`` that already holds files (otherwise that is an error).
     """
 
-    def __init__(self, output_dir: str | None = None, grid_nrow: int = 8) -> None:
+    def __init__(self, output_dir: str | None = None, grid_nrow: int = 8, overwrite: bool = False) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = output_dir
+        self.overwrite = overwrite
         self.grid_nrow = grid_nrow
         self.written: dict[str, int] = {}
         self.directory = Path(output_dir) if output_dir else None
@@ -99,6 +101,13 @@ class ImageWriter(BasePredictionWriter):
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.written = {}
         self.directory = Path(self.output_dir) if self.output_dir else run_dir(trainer) / "predictions"
+        if self.directory.is_dir() and any(self.directory.iterdir()) and not self.overwrite:
+            count = sum(1 for p in self.directory.rglob("*") if p.is_file())
+            raise FileExistsError(
+                f"{self.directory} already holds {count} files; nothing was written. Choose another "
+                "--predict_writer.output_dir, or pass --predict_writer.overwrite=true to write over them"
+            )
+        trainer.strategy.barrier()  # every process has checked before any writes
 
     def write_on_batch_end(
         self,

@@ -5,21 +5,23 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lit_gen.modules.checked_loading import CheckedLoading
+
 RNG_KEY = "lit_gen_rng_states"
 
 
-class ResumableRNG(L.LightningModule):
+class ResumableRNG(CheckedLoading):
     """Saves every process's torch (CPU and CUDA), numpy and Python RNG states with each checkpoint and restores them
     right before the first training step after a resume (not on a plain ``load_from_checkpoint``)."""
 
     _pending_rng: dict[str, Any] | None = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         # Runs on every process (only rank 0 writes): gather each rank's torch state so each gets its own back.
         cpu = torch.get_rng_state()
         gathered = self.all_gather(cpu.to(self.device)) if self._trainer is not None else cpu
@@ -33,9 +35,11 @@ class ResumableRNG(L.LightningModule):
         checkpoint[RNG_KEY] = states
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self._pending_rng = checkpoint.get(RNG_KEY)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_start(batch, batch_idx)
         if self._pending_rng is None:
             return
         states, self._pending_rng = self._pending_rng, None
