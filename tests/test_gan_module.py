@@ -163,3 +163,37 @@ def test_flush_denormal_is_on_after_setup(tmp_path) -> None:
         assert (torch.tensor([1e-20]) * torch.tensor([1e-20])).item() == 0.0  # 1e-40 is denormal: flushed to zero
     finally:
         torch.set_flush_denormal(False)
+
+
+def test_accumulation_makes_one_iteration_per_group_of_batches(tmp_path) -> None:
+    recorder = StepRecorder()
+    module = tiny_gan(n_critic=2, accumulate_grad_batches=3)
+    trainer(tmp_path, limit_train_batches=7, callbacks=[recorder]).fit(module, datamodule=digits())
+    assert recorder.events == ["D", "D", "G"] * 2  # 7 batches: two groups of 3, one batch still waiting
+    assert module.generator_steps.item() == 2 and module.images_seen.item() == 6 * 16
+    assert len(module._group) == 1
+
+
+def test_accumulating_two_batches_equals_one_batch_twice_as_large(tmp_path) -> None:
+    """Same images, same noise rows: accumulate_grad_batches=2 at batch 8 matches one step at batch 16."""
+    finals = []
+    for batch_size, accumulate in ((16, 1), (8, 2)):
+        module = tiny_gan(
+            accumulate_grad_batches=accumulate,
+            generator_optimizer=functools.partial(torch.optim.SGD, lr=0.1),
+            discriminator_optimizer=functools.partial(torch.optim.SGD, lr=0.1),
+        )
+        table = torch.randn(64, 4, generator=torch.Generator().manual_seed(5))
+        rows = iter(range(0, 64))
+
+        def noise(n: int, rng: torch.Generator | None = None, table=table, rows=rows) -> torch.Tensor:
+            start = next(rows)
+            for _ in range(n - 1):
+                next(rows)
+            return table[start : start + n]
+
+        module.noise = noise  # type: ignore[method-assign]
+        t = trainer(tmp_path, limit_train_batches=accumulate, limit_val_batches=0)
+        t.fit(module, datamodule=digits(batch_size=batch_size))
+        finals.append(torch.cat([p.detach().flatten() for p in module.parameters()]))
+    assert torch.allclose(finals[0], finals[1], atol=1e-6)

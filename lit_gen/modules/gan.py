@@ -23,6 +23,8 @@ from lit_gen.modules.guards import NonFinitePolicy, loss_is_finite
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 
+PENDING_KEY = "lit_gen_pending_batches"
+
 # Lightning warns that a mid-epoch checkpoint of a manual-optimization module holds the weights after the optimizer
 # step; for GANModule that is exactly the state a resumed run must continue from.
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
@@ -50,6 +52,9 @@ class GANModule(ManualGradSync, ResumableRNG):
         generator_scheduler: ``optimizer -> LRScheduler``, stepped once per epoch; None = constant.
         discriminator_scheduler: same, for the discriminator.
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup: denormal floats slow CPU training up to 3×.
+        accumulate_grad_batches: make one GAN iteration (``n_critic`` D steps, one G step) out of this many batches,
+            equal to one iteration on a batch that many times larger (Lightning's own option refuses manual
+            optimization). Gradients are all-reduced once per step under DDP.
         generator_clip_norm: clip the generator's gradient to this total L2 norm before each step (None = off).
         discriminator_clip_norm: same for the discriminator.
         nonfinite: a NaN/inf loss ``"stop"``s training with an error naming the loss and the step, or the step is
@@ -71,6 +76,7 @@ class GANModule(ManualGradSync, ResumableRNG):
         discriminator_optimizer: OptimizerCallable | None = None,
         generator_scheduler: LRSchedulerCallable | None = None,
         discriminator_scheduler: LRSchedulerCallable | None = None,
+        accumulate_grad_batches: int = 1,
         generator_clip_norm: float | None = None,
         discriminator_clip_norm: float | None = None,
         flush_denormal: bool = True,
@@ -91,6 +97,8 @@ class GANModule(ManualGradSync, ResumableRNG):
         self.losses = get_gan_loss(loss)
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        if accumulate_grad_batches < 1:
+            raise ValueError(f"accumulate_grad_batches must be >= 1, got {accumulate_grad_batches}")
         if gradient_penalty < 0 or r1_gamma < 0:
             raise ValueError(f"gradient_penalty and r1_gamma must be >= 0, got {gradient_penalty} and {r1_gamma}")
         for name, value in (("weight_clip", weight_clip), ("generator_clip_norm", generator_clip_norm),
@@ -118,6 +126,8 @@ class GANModule(ManualGradSync, ResumableRNG):
         self.discriminator = discriminator if discriminator is not None else DCGANDiscriminator(image_shape)
 
         self.n_critic = n_critic
+        self.accumulate_grad_batches = accumulate_grad_batches
+        self._group: list[Tensor] = []  # real batches waiting for the rest of their accumulation group
         self.gp_weight = gradient_penalty
         self.r1_gamma = r1_gamma
         self.weight_clip = weight_clip
@@ -167,56 +177,90 @@ class GANModule(ManualGradSync, ResumableRNG):
         return configs
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        real = images_of(batch)
+        self._group.append(images_of(batch))
+        if len(self._group) < self.accumulate_grad_batches:
+            return  # gradients are accumulated over the whole group at once, below
+        group, self._group = [real.to(self.device) for real in self._group], []
         g_opt, d_opt = self.optimizers()  # type: ignore[misc]
         for _ in range(self.n_critic):
-            d_stats = self._discriminator_step(real, d_opt, batch_idx)
-        g_loss = self._generator_step(real.shape[0], g_opt, batch_idx)
+            d_stats = self._discriminator_step(group, d_opt, batch_idx)
+        g_loss = self._generator_step([real.shape[0] for real in group], g_opt, batch_idx)
         self.generator_steps += 1
-        self.images_seen += real.shape[0] * self.trainer.world_size
+        self.images_seen += sum(real.shape[0] for real in group) * self.trainer.world_size
         self.log_dict({"train/d_loss": d_stats[0], "train/g_loss": g_loss}, prog_bar=True)
         self.log_dict({"train/d_real": d_stats[1], "train/d_fake": d_stats[2]})
         counters = {"generator_steps": self.generator_steps, "images_seen": self.images_seen}
         counters["skipped_steps"] = self.skipped_steps
         self.log_dict({f"train/{k}": v.float() for k, v in counters.items()})
 
-    def _discriminator_step(self, real: Tensor, opt: Any, batch_idx: int) -> tuple[Tensor, Tensor, Tensor]:
-        with torch.no_grad():  # no graph through G: it is not trained here
-            fake = self.generator(self.noise(real.shape[0]))
-        self._check_fake(fake, real)
+    def _discriminator_step(self, group: list[Tensor], opt: Any, batch_idx: int) -> Tensor:
+        """One discriminator step on a group of real batches; returns (loss, mean real logit, mean fake logit)."""
+        stats = []
         with self.toggled_optimizer(opt):
-            if self.r1_gamma:
-                real = real.detach().requires_grad_(True)
-            real_logits = self._discriminate(real)
-            fake_logits = self._discriminate(fake)
-            loss = self.losses.discriminator(real_logits, fake_logits)
-            if self.gp_weight:
-                gp = gradient_penalty(self.discriminator, real, fake, scale=self._grad_scale())
-                loss = loss + self.gp_weight * gp
-            if self.r1_gamma:
-                loss = loss + 0.5 * self.r1_gamma * r1_penalty(real_logits, real, scale=self._grad_scale())
-            self._step(opt, loss, "discriminator loss", batch_idx)
+            opt.zero_grad(set_to_none=True)
+            for real in group:
+                loss, real_mean, fake_mean = self._discriminator_loss(real)
+                if not self._backward(opt, loss / len(group), "discriminator loss", batch_idx):
+                    break
+                stats.append(torch.stack([loss.detach(), real_mean, fake_mean]))
+            else:
+                self._sync_and_step(opt)
         if self.weight_clip is not None:
             with torch.no_grad():
                 for p in self.discriminator.parameters():
                     p.clamp_(-self.weight_clip, self.weight_clip)
-        return loss.detach(), real_logits.detach().mean(), fake_logits.detach().mean()
+        return torch.stack(stats).mean(0) if stats else torch.full((3,), float("nan"), device=self.device)
 
-    def _generator_step(self, batch_size: int, opt: Any, batch_idx: int) -> Tensor:
+    def _discriminator_loss(self, real: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        with torch.no_grad():  # no graph through G: it is not trained here
+            fake = self.generator(self.noise(real.shape[0]))
+        self._check_fake(fake, real)
+        if self.r1_gamma:
+            real = real.detach().requires_grad_(True)
+        real_logits = self._discriminate(real)
+        fake_logits = self._discriminate(fake)
+        loss = self.losses.discriminator(real_logits, fake_logits)
+        if self.gp_weight:
+            loss = loss + self.gp_weight * gradient_penalty(self.discriminator, real, fake, scale=self._grad_scale())
+        if self.r1_gamma:
+            loss = loss + 0.5 * self.r1_gamma * r1_penalty(real_logits, real, scale=self._grad_scale())
+        return loss, real_logits.detach().mean(), fake_logits.detach().mean()
+
+    def _generator_step(self, sizes: list[int], opt: Any, batch_idx: int) -> Tensor:
+        """One generator step, its gradient accumulated over ``len(sizes)`` noise batches."""
+        losses = []
         with self.toggled_optimizer(opt):  # D's parameters are frozen: no gradients are computed for them
-            loss = self.losses.generator(self._discriminate(self.generator(self.noise(batch_size))))
-            self._step(opt, loss, "generator loss", batch_idx)
-        return loss.detach()
+            opt.zero_grad(set_to_none=True)
+            for n in sizes:
+                loss = self.losses.generator(self._discriminate(self.generator(self.noise(n))))
+                if not self._backward(opt, loss / len(sizes), "generator loss", batch_idx):
+                    break
+                losses.append(loss.detach())
+            else:
+                self._sync_and_step(opt)
+        return torch.stack(losses).mean() if losses else torch.tensor(float("nan"), device=self.device)
 
-    def _step(self, opt: Any, loss: Tensor, name: str, batch_idx: int) -> None:
-        """zero_grad, backward, DDP gradient sync, step; a non-finite loss stops training or skips the step."""
-        opt.zero_grad(set_to_none=True)
+    def _backward(self, opt: Any, loss: Tensor, name: str, batch_idx: int) -> bool:
+        """Backward of one (micro-)batch; False, with the step abandoned, for a non-finite loss under ``skip``."""
         if not loss_is_finite(self, name, loss, self.nonfinite, batch_idx):
+            opt.zero_grad(set_to_none=True)
             self.skipped_steps += 1
-            return
+            return False
         self.manual_backward(loss)
+        return True
+
+    def _sync_and_step(self, opt: Any) -> None:
+        """Average the accumulated gradients across processes (once per step, not per micro-batch) and step."""
         self.sync_gradients(opt)
         opt.step()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[PENDING_KEY] = [real.detach().cpu() for real in self._group]  # exact resume mid-group
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._group = list(checkpoint.get(PENDING_KEY, []))
 
     def _grad_scale(self) -> float:
         """The fp16 GradScaler's scale (16-mixed), else 1: penalties differentiate the scaled output, then unscale."""
