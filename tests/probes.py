@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -65,3 +66,22 @@ class InjectAtBatch(L.Callback):
             if self.what == "error":
                 raise RuntimeError("injected failure")
             batch[0].fill_(float("nan"))  # type: ignore[index]
+
+
+class SaveMetrics(L.Callback):
+    """Rank 0 writes ``trainer.callback_metrics`` as JSON to ``path`` after validation or test."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _save(self, trainer: L.Trainer) -> None:
+        if trainer.is_global_zero:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+            Path(self.path).write_text(json.dumps(metrics))
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._save(trainer)
