@@ -16,8 +16,13 @@ class SaveRankWeights(L.Callback):
     def __init__(self, out_dir: str) -> None:
         self.out_dir = out_dir
 
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
+        if not hasattr(self, "first_rng"):
+            self.first_rng = torch.get_rng_state()  # the state the first training step draws its noise from
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         Path(self.out_dir).mkdir(parents=True, exist_ok=True)
+        torch.save(self.first_rng, Path(self.out_dir) / f"rng{trainer.global_rank}.pt")
         state = {k: v.detach().cpu() for k, v in pl_module.state_dict().items()}
         torch.save(state, Path(self.out_dir) / f"rank{trainer.global_rank}.pt")
 

@@ -58,6 +58,8 @@ def test_ddp_two_cpu_processes_keep_the_replicas_identical(config: str, extra: t
     assert rank0.keys() == rank1.keys()
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key  # gradients (and batch-norm statistics) were averaged
+    rng0, rng1 = (torch.load(tmp_path / "weights" / f"rng{r}.pt") for r in (0, 1))
+    assert not torch.equal(rng0, rng1)  # but each process drew its own noise
     ckpts = list(tmp_path.rglob("last.ckpt"))
     assert len(ckpts) == 1
     if "gan" in config and not extra:

@@ -26,7 +26,7 @@ class ImageDataModule(L.LightningDataModule):
         seed: seed of the split permutation (independent of the training seed).
         value_range: ``(low, high)`` of the pixels the model sees: ``(-1, 1)`` for tanh generators,
             ``(0, 1)`` for Bernoulli decoders.
-        image_size: resize images to this square side (antialiased), or keep their size when None.
+        image_size: resize the shorter side to this (antialiased) and centre-crop a square, or keep the size (None).
         num_workers: DataLoader worker processes (0 is fastest for the in-memory sources).
         predict_split: which split ``lit-gen predict`` iterates (reconstructions for VAEs; a batch size for GANs).
         drop_last: drop the last incomplete training batch (batch norm dislikes tiny batches).
@@ -121,7 +121,8 @@ class ImageDataModule(L.LightningDataModule):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if self.image_size is not None and images.shape[-2:] != (self.image_size, self.image_size):
-            images = TF.resize(images, [self.image_size, self.image_size], antialias=True)
+            side = [self.image_size, self.image_size]
+            images = TF.center_crop(TF.resize(images, self.image_size, antialias=True), side)
         if labels is None:
             labels = torch.zeros(len(images), dtype=torch.long)
         return TensorDataset(images.contiguous(), labels.long())
@@ -136,10 +137,14 @@ class ImageDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             sampler=sampler,
             generator=sampler.generator if sampler is not None else None,
-            drop_last=drop_last and len(dataset) > self.batch_size,  # type: ignore[arg-type]
+            drop_last=drop_last and len(dataset) // self._world_size() > self.batch_size,  # type: ignore[arg-type]
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _world_size(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.world_size if trainer is not None else 1
 
     def state_dict(self) -> dict[str, Any]:
         return {"image_shape": self.image_shape, "value_range": self.value_range}

@@ -35,7 +35,7 @@ class TorchvisionDataModule(ImageDataModule):
         self.download = download
         self._cls = getattr(torchvision.datasets, name, None)
         if not (inspect.isclass(self._cls) and issubclass(self._cls, Dataset)):
-            known = ", ".join(n for n in ("MNIST", "FashionMNIST", "KMNIST", "EMNIST", "CIFAR10", "CIFAR100", "SVHN"))
+            known = ", ".join(n for n in ("MNIST", "FashionMNIST", "KMNIST", "CIFAR10", "CIFAR100", "SVHN"))
             raise ValueError(f"unknown torchvision dataset {name!r}; use a class of torchvision.datasets, e.g. {known}")
 
     def prepare_data(self) -> None:

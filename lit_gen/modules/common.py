@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import lightning as L
 import torch
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
@@ -48,6 +49,8 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was_training)
 
 
-def eval_rng(device: torch.device, batch_idx: int) -> torch.Generator:
-    """A generator on ``device`` seeded by the batch index, for evaluation and prediction noise."""
-    return torch.Generator(device=device).manual_seed(batch_idx)
+def eval_rng(module: L.LightningModule, batch_idx: int) -> torch.Generator:
+    """A generator for evaluation and prediction noise, seeded by the batch index and the process rank."""
+    trainer = module._trainer
+    rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+    return torch.Generator(device=module.device).manual_seed(batch_idx * world + rank)

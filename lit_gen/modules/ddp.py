@@ -16,6 +16,8 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 
@@ -25,6 +27,7 @@ class ManualGradSync(L.LightningModule):
     _manual_grad_sync = False
 
     def on_train_start(self) -> None:
+        super().on_train_start()
         self._manual_grad_sync = isinstance(self.trainer.strategy.model, DistributedDataParallel)
         if not self._manual_grad_sync and self.trainer.world_size > 1:
             raise NotImplementedError(
@@ -52,10 +55,17 @@ class ManualGradSync(L.LightningModule):
             offset += g.numel()
 
     def sync_buffers(self) -> None:
-        """Average floating-point buffers (batch-norm statistics) so that every process evaluates the same model."""
+        """Average batch-norm running statistics over the processes, so that every process evaluates the same model."""
         if not self._manual_grad_sync:
             return
         with torch.no_grad():
-            for buffer in self.buffers():
-                if buffer.is_floating_point():
-                    buffer.copy_(self.trainer.strategy.reduce(buffer.clone(), reduce_op="mean"))
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
+                    for buffer in (module.running_mean, module.running_var):
+                        if buffer is not None:
+                            buffer.copy_(self.trainer.strategy.reduce(buffer.clone(), reduce_op="mean"))
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        if self.trainer.state.fn == TrainerFn.FITTING:  # fit's validation runs before on_train_epoch_end
+            self.sync_buffers()

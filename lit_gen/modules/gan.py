@@ -53,8 +53,9 @@ class GANModule(ManualGradSync, ResumableRNG):
         discriminator_scheduler: same, for the discriminator.
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup: denormal floats slow CPU training up to 3×.
         accumulate_grad_batches: make one GAN iteration (``n_critic`` D steps, one G step) out of this many batches,
-            equal to one iteration on a batch that many times larger (Lightning's own option refuses manual
-            optimization). Gradients are all-reduced once per step under DDP.
+            equal to one iteration on a batch that many times larger for nets without batch norm (Lightning's own
+            option refuses manual optimization). Gradients are all-reduced once per step under DDP; a group may span
+            an epoch boundary, and an incomplete group at the end of training is not used.
         generator_clip_norm: clip the generator's gradient to this total L2 norm before each step (None = off).
         discriminator_clip_norm: same for the discriminator.
         nonfinite: a NaN/inf loss ``"stop"``s training with an error naming the loss and the step, or the step is
@@ -200,7 +201,8 @@ class GANModule(ManualGradSync, ResumableRNG):
             opt.zero_grad(set_to_none=True)
             for real in group:
                 loss, real_mean, fake_mean = self._discriminator_loss(real)
-                if not self._backward(opt, loss / len(group), "discriminator loss", batch_idx):
+                share = real.shape[0] / sum(r.shape[0] for r in group)  # batch means weighted by size
+                if not self._backward(opt, loss * share, "discriminator loss", batch_idx):
                     break
                 stats.append(torch.stack([loss.detach(), real_mean, fake_mean]))
             else:
@@ -233,7 +235,7 @@ class GANModule(ManualGradSync, ResumableRNG):
             opt.zero_grad(set_to_none=True)
             for n in sizes:
                 loss = self.losses.generator(self._discriminate(self.generator(self.noise(n))))
-                if not self._backward(opt, loss / len(sizes), "generator loss", batch_idx):
+                if not self._backward(opt, loss * (n / sum(sizes)), "generator loss", batch_idx):
                     break
                 losses.append(loss.detach())
             else:
@@ -290,7 +292,7 @@ class GANModule(ManualGradSync, ResumableRNG):
     def _evaluate(self, real: Tensor, stage: str, batch_idx: int) -> None:
         # Evaluation noise comes from its own generator, seeded by the batch index: metrics are reproducible and
         # evaluation never moves the training RNG (which exact resume depends on).
-        fake = self.generator(self.noise(real.shape[0], eval_rng(self.device, batch_idx)))
+        fake = self.generator(self.noise(real.shape[0], eval_rng(self, batch_idx)))
         self._check_fake(fake, real)
         real_logits, fake_logits = self._discriminate(real), self._discriminate(fake)
         metrics = {
@@ -303,7 +305,7 @@ class GANModule(ManualGradSync, ResumableRNG):
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """As many samples as the batch holds images: ``{"samples": (B, C, H, W)}``, noise seeded by ``batch_idx``."""
-        return {"samples": self.sample(images_of(batch).shape[0], eval_rng(self.device, batch_idx))}
+        return {"samples": self.sample(images_of(batch).shape[0], eval_rng(self, batch_idx))}
 
     # -- checks ------------------------------------------------------------------------------------------------------
     def _discriminate(self, x: Tensor) -> Tensor:

@@ -15,10 +15,18 @@ RNG_KEY = "lit_gen_rng_states"
 
 
 class ResumableRNG(CheckedLoading):
-    """Saves every process's torch (CPU and CUDA), numpy and Python RNG states with each checkpoint and restores them
-    right before the first training step after a resume (not on a plain ``load_from_checkpoint``)."""
+    """Saves every process's torch RNG states (CPU, and the process's CUDA device) with each checkpoint, plus rank 0's
+    numpy and Python states (lit_gen draws from neither), and restores them right before the first training step
+    after a resume (not on a plain ``load_from_checkpoint``). Under DDP each process draws its own training noise."""
 
     _pending_rng: dict[str, Any] | None = None
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        # seed_everything gives every process the same seed: offset it by the rank, so that each process draws its
+        # own noise (rank 0 keeps the single-process stream). A resume then restores each rank's saved state.
+        if self.trainer.world_size > 1:
+            torch.manual_seed(torch.initial_seed() + self.trainer.global_rank)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -30,8 +38,9 @@ class ResumableRNG(CheckedLoading):
             "numpy": _numpy_state_to_tensors(np.random.get_state()),
             "python": random.getstate(),
         }
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            states["cuda"] = torch.cuda.get_rng_state_all()
+        if self.device.type == "cuda":
+            cuda = torch.cuda.get_rng_state(self.device)
+            states["cuda"] = self.all_gather(cuda.to(self.device)).reshape(-1, cuda.numel()).cpu()
         checkpoint[RNG_KEY] = states
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -54,8 +63,8 @@ class ResumableRNG(CheckedLoading):
         torch.set_rng_state(per_rank[rank].clone())
         np.random.set_state(_numpy_state_from_tensors(states["numpy"]))
         random.setstate(states["python"])
-        if "cuda" in states and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(states["cuda"])
+        if "cuda" in states and self.device.type == "cuda":
+            torch.cuda.set_rng_state(states["cuda"][rank].clone(), self.device)
 
 
 def _numpy_state_to_tensors(state: tuple) -> tuple:

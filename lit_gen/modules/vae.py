@@ -164,6 +164,14 @@ class VAEModule(ResumableRNG):
         if self.flush_denormal:
             torch.set_flush_denormal(True)
 
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        if self.nonfinite == "skip" and self.trainer.world_size > 1:
+            raise ValueError(
+                "VAEModule(nonfinite='skip') cannot run on several processes: Lightning refuses to skip a step in "
+                "distributed automatic optimization; use nonfinite='stop' (the default) under DDP"
+            )
+
     def configure_optimizers(self) -> Any:
         opt = (self.optimizer_factory or default_adam)(self.parameters())
         if self.scheduler_factory is None:
@@ -184,11 +192,11 @@ class VAEModule(ResumableRNG):
         self._evaluate(images_of(batch), "test", batch_idx)
 
     def _evaluate(self, x: Tensor, stage: str, batch_idx: int) -> None:
-        terms = self.loss_terms(x, eval_rng(self.device, batch_idx))  # reproducible; leaves the training RNG alone
+        terms = self.loss_terms(x, eval_rng(self, batch_idx))  # reproducible; leaves the training RNG alone
         self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, sync_dist=True, prog_bar=stage == "val")
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """``{"inputs", "reconstructions", "samples"}``, each ``(B, C, H, W)`` in the data's pixel range."""
         x = images_of(batch)
-        samples = self.sample(x.shape[0], eval_rng(self.device, batch_idx))
+        samples = self.sample(x.shape[0], eval_rng(self, batch_idx))
         return {"inputs": x, "reconstructions": self.reconstruct(x), "samples": samples}
