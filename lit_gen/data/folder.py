@@ -70,4 +70,23 @@ class ImageFolderDataModule(ImageDataModule):
         index = {c: i for i, c in enumerate(classes)}
         labels = [index[p.parent.relative_to(root).parts[0]] if p.parent != root else 0 for p in files]
         self.num_classes = max(len(classes), 1)
+        self._check_headers(files)
         return ImageFiles(files, labels, self.channels, self.image_size), None
+
+    def _check_headers(self, files: list[Path]) -> None:
+        """Read every file's header (no decoding) now, so that unreadable files and mixed sizes are reported before
+        training starts. Damage past the header is reported, with the file's name, when the image is decoded."""
+        sizes: dict[tuple[int, int], Path] = {}
+        for path in files:
+            try:
+                with Image.open(path) as image:
+                    size = image.size
+            except (OSError, UnidentifiedImageError, ValueError) as err:
+                raise ValueError(f"cannot decode image file {path} ({err}); remove or replace it") from err
+            sizes.setdefault(size, path)
+            if self.image_size is None and len(sizes) > 1:
+                (w0, h0), first = next(iter(sizes.items()))
+                raise ValueError(
+                    f"images of mixed sizes: {path} is {size[0]}×{size[1]}, {first} is {w0}×{h0}; "
+                    "set --data.image_size to resize them all"
+                )

@@ -48,7 +48,10 @@ class ManualGradSync(L.LightningModule):
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             return
-        flat = self.trainer.strategy.reduce(torch.cat([g.reshape(-1) for g in grads]), reduce_op="mean")
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        # torch.distributed directly: Lightning's strategy.reduce adds a barrier before every all-reduce
+        torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
+        flat /= self.trainer.world_size
         offset = 0
         for g in grads:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
