@@ -19,7 +19,7 @@ from lit_gen.losses.gan import GANLossName, get_gan_loss
 from lit_gen.losses.penalties import gradient_penalty, r1_penalty
 from lit_gen.modules.common import eval_mode, eval_rng, images_of, object_args_to_ignore, shape_text
 from lit_gen.modules.ddp import ManualGradSync
-from lit_gen.modules.guards import NonFinitePolicy, loss_is_finite
+from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 
@@ -137,9 +137,7 @@ class GANModule(ManualGradSync, ResumableRNG):
         self.optimizer_factories = (generator_optimizer, discriminator_optimizer)
         self.scheduler_factories = (generator_scheduler, discriminator_scheduler)
         self.flush_denormal = flush_denormal
-        if nonfinite not in ("stop", "skip"):
-            raise ValueError(f"nonfinite must be 'stop' or 'skip', got {nonfinite!r}")
-        self.nonfinite = nonfinite
+        self.nonfinite = check_policy(nonfinite)
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
         # Lightning's global_step counts every optimizer step (n_critic + 1 per batch): keep our own counters.
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))

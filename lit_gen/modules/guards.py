@@ -11,6 +11,13 @@ from torch import Tensor
 NonFinitePolicy = Literal["stop", "skip"]
 
 
+def check_policy(policy: str) -> str:
+    """Validate a ``nonfinite`` argument."""
+    if policy not in ("stop", "skip"):
+        raise ValueError(f"nonfinite must be 'stop' or 'skip', got {policy!r}")
+    return policy
+
+
 class NonFiniteLossError(FloatingPointError):
     """A loss was NaN or infinite; the weights are still those of the last finite step."""
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from lit_gen.losses.vae import Likelihood, gaussian_kl, likelihood_mean, reconstruction_nll, reparameterize
 from lit_gen.modules.common import eval_mode, eval_rng, images_of, object_args_to_ignore, shape_text
-from lit_gen.modules.guards import NonFinitePolicy, loss_is_finite
+from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.nets.conv_vae import ConvDecoder, ConvEncoder
 
@@ -100,9 +100,7 @@ class VAEModule(ResumableRNG):
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.flush_denormal = flush_denormal
-        if nonfinite not in ("stop", "skip"):
-            raise ValueError(f"nonfinite must be 'stop' or 'skip', got {nonfinite!r}")
-        self.nonfinite = nonfinite
+        self.nonfinite = check_policy(nonfinite)
 
     # -- the model ---------------------------------------------------------------------------------------------------
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
