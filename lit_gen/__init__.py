@@ -19,6 +19,9 @@ _EXPORTS = {
     "MNISTSampleDataModule": "lit_gen.data",
     "TorchvisionDataModule": "lit_gen.data",
     "ImageFolderDataModule": "lit_gen.data",
+    "MixtureDataModule": "lit_gen.data",
+    "ImageQuality": "lit_gen.metrics",
+    "MixtureQuality": "lit_gen.metrics",
     "SampleGrid": "lit_gen.callbacks",
     "ImageWriter": "lit_gen.callbacks",
     "LitGenCLI": "lit_gen.cli",
@@ -30,6 +33,7 @@ _EXPORTS = {
     "MLPDecoder": "lit_gen.nets",
     "ConvEncoder": "lit_gen.nets",
     "ConvDecoder": "lit_gen.nets",
+    "DigitClassifier": "lit_gen.nets",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -39,8 +40,14 @@ class LitGenCLI(LightningCLI):
             config.weights_only = True  # checkpoints hold tensors and plain data only: no arbitrary unpickling
         ckpt_path = config.get("ckpt_path")
         try:
-            if subcommand == "fit" and ckpt_path == "last":
-                resolve_last_checkpoint(config)
+            if ckpt_path == "last":  # fit resumes in the same run directory; test/validate/predict log anew
+                resolve_last_checkpoint(config, reuse_version=subcommand == "fit")
+            elif ckpt_path is None and subcommand in ("validate", "test", "predict"):
+                warnings.warn(
+                    f"lit-gen {subcommand} without --ckpt_path evaluates the freshly initialised model; pass "
+                    "--ckpt_path PATH (or `last`, the newest last.ckpt of this config's runs)",
+                    stacklevel=1,
+                )
             elif ckpt_path not in (None, "last", "best", "hpc", "registry"):
                 check_checkpoint(ckpt_path)
         except (FileNotFoundError, ValueError) as err:
@@ -72,12 +79,13 @@ class LitGenCLI(LightningCLI):
         print("\n".join(lines), flush=True)
 
 
-def resolve_last_checkpoint(config: Namespace) -> Path:
+def resolve_last_checkpoint(config: Namespace, reuse_version: bool = True) -> Path:
     """``--ckpt_path last`` for a new process: the newest ``last.ckpt`` (or ``on_exception.ckpt``) of earlier runs.
 
-    Lightning alone looks for ``last`` only in the new run's own (empty) directory and silently starts from scratch.
-    Here the newest ``<save_dir>/<name>/version_*/checkpoints/{last,on_exception}.ckpt`` is found, and the logger is
-    pointed at that version, so the resumed run keeps writing into the same directory (CSV metrics are appended).
+    Lightning alone looks for ``last`` only in the new run's own (empty) directory and silently starts from scratch
+    (``fit``) or evaluates the untrained model (``test``). Here the newest
+    ``<save_dir>/<name>/version_*/checkpoints/{last,on_exception}.ckpt`` is found; with ``reuse_version`` the logger
+    is pointed at that version, so a resumed run keeps writing into the same directory (CSV metrics are appended).
     """
     logger = config.trainer.get("logger")
     init = logger.get("init_args") if isinstance(logger, Namespace) else None
@@ -93,7 +101,7 @@ def resolve_last_checkpoint(config: Namespace) -> Path:
             "pass the path of a checkpoint"
         )
     config.ckpt_path = str(candidates[-1])
-    if init is not None and "version" in init:
+    if reuse_version and init is not None and "version" in init:
         init.version = candidates[-1].parent.parent.name
     return candidates[-1]
 

@@ -50,3 +50,29 @@ def reconstruction_nll(params: Tensor, x: Tensor, likelihood: str, std: float = 
 def likelihood_mean(params: Tensor, likelihood: str) -> Tensor:
     """The mean of p(x|z): ``sigmoid(logits)`` for Bernoulli, the decoder output itself for Gaussian."""
     return torch.sigmoid(params) if likelihood == "bernoulli" else params
+
+
+def log_normal(z: Tensor, mu: Tensor | None = None, logvar: Tensor | None = None) -> Tensor:
+    """``log N(z; mu, exp(logvar))`` summed over the last dim (standard normal when ``mu``/``logvar`` are None)."""
+    if mu is None or logvar is None:
+        return -0.5 * (z.square() + math.log(2 * math.pi)).sum(-1)
+    return -0.5 * ((z - mu).square() * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(-1)
+
+
+def importance_weighted_bound(log_px_z: Tensor, z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """The IWAE bound on ``log p(x)`` (Burda et al. 2015, arXiv 1509.00519), per example.
+
+    ``log (1/k) Σ_i p(x|z_i) p(z_i) / q(z_i|x)`` with ``z_i ~ q(z|x)``: equal to the ELBO's one-sample estimate at
+    k = 1, no lower than the ELBO in expectation, and tighter as k grows (it tends to ``log p(x)``).
+
+    Args:
+        log_px_z: ``log p(x|z_i)``, shape ``(k, B)``.
+        z: the samples ``(k, B, D)``.
+        mu: posterior means ``(B, D)``.
+        logvar: posterior log-variances ``(B, D)``.
+
+    Returns:
+        ``(B,)``, nats.
+    """
+    log_w = log_px_z + log_normal(z) - log_normal(z, mu, logvar)
+    return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])

@@ -17,8 +17,10 @@ from torch import Tensor, nn
 
 from lit_gen.losses.gan import GANLossName, get_gan_loss
 from lit_gen.losses.penalties import gradient_penalty, r1_penalty
+from lit_gen.metrics.evaluation import SampleEvaluation
 from lit_gen.modules.common import eval_mode, eval_rng, images_of, object_args_to_ignore, shape_text
 from lit_gen.modules.ddp import ManualGradSync
+from lit_gen.modules.evaluation import EvaluatesSamples
 from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.nets.dcgan import DCGANDiscriminator, DCGANGenerator
@@ -35,7 +37,7 @@ def dcgan_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
 
 
-class GANModule(ManualGradSync, ResumableRNG):
+class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
     """A GAN trained with ``n_critic`` discriminator steps and then one generator step on every batch.
 
     Args:
@@ -60,6 +62,9 @@ class GANModule(ManualGradSync, ResumableRNG):
         discriminator_clip_norm: same for the discriminator.
         nonfinite: a NaN/inf loss ``"stop"``s training with an error naming the loss and the step, or the step is
             ``"skip"``ped (counted in ``train/skipped_steps``).
+        evaluation: sample metrics computed by ``trainer.test`` / ``lit-gen test`` on the test split and as many
+            generated samples, e.g. :class:`~lit_gen.metrics.ImageQuality` (Fréchet distance, KID, precision/recall,
+            class coverage) or :class:`~lit_gen.metrics.MixtureQuality` (2D modes); None = losses only.
     """
 
     def __init__(
@@ -82,10 +87,12 @@ class GANModule(ManualGradSync, ResumableRNG):
         discriminator_clip_norm: float | None = None,
         flush_denormal: bool = True,
         nonfinite: NonFinitePolicy = "stop",
+        evaluation: SampleEvaluation | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
             ignore=object_args_to_ignore(
+                evaluation=evaluation,
                 generator=generator,
                 discriminator=discriminator,
                 generator_optimizer=generator_optimizer,
@@ -138,6 +145,7 @@ class GANModule(ManualGradSync, ResumableRNG):
         self.scheduler_factories = (generator_scheduler, discriminator_scheduler)
         self.flush_denormal = flush_denormal
         self.nonfinite = check_policy(nonfinite)
+        self.set_evaluation(evaluation)
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
         # Lightning's global_step counts every optimizer step (n_critic + 1 per batch): keep our own counters.
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
@@ -282,12 +290,13 @@ class GANModule(ManualGradSync, ResumableRNG):
 
     # -- evaluation --------------------------------------------------------------------------------------------------
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(images_of(batch), "val", batch_idx)
+        self._evaluate(batch, "val", batch_idx)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._evaluate(images_of(batch), "test", batch_idx)
+        self._evaluate(batch, "test", batch_idx)
 
-    def _evaluate(self, real: Tensor, stage: str, batch_idx: int) -> None:
+    def _evaluate(self, batch: Any, stage: str, batch_idx: int) -> None:
+        real = images_of(batch)
         # Evaluation noise comes from its own generator, seeded by the batch index: metrics are reproducible and
         # evaluation never moves the training RNG (which exact resume depends on).
         fake = self.generator(self.noise(real.shape[0], eval_rng(self, batch_idx)))
@@ -300,6 +309,8 @@ class GANModule(ManualGradSync, ResumableRNG):
             "d_fake": fake_logits.mean(),
         }
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, sync_dist=True, prog_bar=stage == "val")
+        if stage == "test":
+            self.update_evaluation(real, fake, batch)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """As many samples as the batch holds images: ``{"samples": (B, C, H, W)}``, noise seeded by ``batch_idx``."""

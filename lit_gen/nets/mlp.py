@@ -1,5 +1,7 @@
 """Multi-layer perceptrons for small images and vectors: GAN generator/discriminator, VAE encoder/decoder.
 
+``image_shape`` is the shape of one example: ``(C, H, W)`` for images, ``(2,)`` for the 2D mixtures.
+
 Goodfellow et al. 2014 (arXiv 1406.2661) used MLPs of this kind for MNIST; they train in seconds on 8×8 digits.
 """
 
@@ -12,7 +14,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from lit_gen.nets.shapes import check_image_shape, make_activation
+from lit_gen.nets.shapes import check_data_shape, make_activation
 
 
 def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU, **act_kwargs: float) -> nn.Sequential:
@@ -30,7 +32,7 @@ class MLPGenerator(nn.Module):
 
     Args:
         latent_dim: size of ``z``.
-        image_shape: ``(channels, height, width)`` of the output.
+        image_shape: shape of one output, ``(channels, height, width)`` or ``(D,)`` for vectors.
         hidden: widths of the hidden layers.
         output_activation: ``"tanh"`` for data in [-1, 1], ``"sigmoid"`` for [0, 1], ``"none"`` for logits.
     """
@@ -44,7 +46,7 @@ class MLPGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        self.image_shape = check_image_shape(image_shape)
+        self.image_shape = check_data_shape(image_shape)
         self.net = nn.Sequential(
             mlp([latent_dim, *hidden, math.prod(self.image_shape)]), make_activation(output_activation)
         )
@@ -58,13 +60,13 @@ class MLPDiscriminator(nn.Module):
     """Images ``(B, *image_shape)`` -> logits ``(B,)``, LeakyReLU(0.2) hidden activations.
 
     Args:
-        image_shape: ``(channels, height, width)`` of the input.
+        image_shape: shape of one input, ``(channels, height, width)`` or ``(D,)`` for vectors.
         hidden: widths of the hidden layers.
     """
 
     def __init__(self, image_shape: Sequence[int] = (1, 8, 8), hidden: Sequence[int] = (256, 256)) -> None:
         super().__init__()
-        self.image_shape = check_image_shape(image_shape)
+        self.image_shape = check_data_shape(image_shape)
         self.net = mlp([math.prod(self.image_shape), *hidden, 1], nn.LeakyReLU, negative_slope=0.2)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -76,7 +78,7 @@ class MLPEncoder(nn.Module):
     """Images ``(B, *image_shape)`` -> ``(mu, logvar)``, each ``(B, latent_dim)``: the Gaussian q(z|x) of a VAE.
 
     Args:
-        image_shape: ``(channels, height, width)`` of the input.
+        image_shape: shape of one input, ``(channels, height, width)`` or ``(D,)`` for vectors.
         latent_dim: size of ``z``.
         hidden: widths of the hidden layers.
     """
@@ -85,7 +87,7 @@ class MLPEncoder(nn.Module):
         self, image_shape: Sequence[int] = (1, 8, 8), latent_dim: int = 8, hidden: Sequence[int] = (256, 256)
     ) -> None:
         super().__init__()
-        self.image_shape = check_image_shape(image_shape)
+        self.image_shape = check_data_shape(image_shape)
         self.latent_dim = latent_dim
         self.net = mlp([math.prod(self.image_shape), *hidden, 2 * latent_dim])
 

@@ -15,6 +15,14 @@ def check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+def check_data_shape(data_shape: Sequence[int]) -> tuple[int, ...]:
+    """Validate the shape of one example, ``(C, H, W)`` for images or ``(D,)`` for vectors, as a tuple of ints."""
+    shape = tuple(int(s) for s in data_shape)
+    if not shape or min(shape) < 1:
+        raise ValueError(f"the data shape must be non-empty with positive sizes, e.g. (1, 28, 28) or (2,); got {shape}")
+    return shape
+
+
 def square_conv_plan(image_shape: Sequence[int], owner: str) -> tuple[int, int, int, int]:
     """Validate a square ``(C, S, S)`` for a conv net and plan its stages: returns ``(C, S, base, n)``."""
     channels, height, side = check_image_shape(image_shape)
