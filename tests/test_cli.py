@@ -49,14 +49,19 @@ def test_fit_test_predict_from_the_checkpoint(config: str, tmp_path: Path, capsy
     validated = run_cli("validate", *common, f"--ckpt_path={ckpt}", "--trainer.limit_val_batches=2")
     assert any(k.startswith("val/") for k in validated.trainer.callback_metrics)
 
-    tested = run_cli("test", *common, f"--ckpt_path={ckpt}", "--trainer.enable_progress_bar=false")
+    # `last` is resolved to this run's last.ckpt (Lightning alone would test the untrained model)
+    tested = run_cli("test", *common, "--ckpt_path=last", "--trainer.limit_test_batches=2",
+                     "--trainer.enable_progress_bar=false")  # fmt: skip
+    assert tested.config.test.ckpt_path == str(ckpt)
     metrics = tested.trainer.callback_metrics
     keys = (
         {"test/d_loss", "test/g_loss", "test/d_real", "test/d_fake"}
         if "gan" in config
-        else {"test/loss", "test/recon", "test/kl", "test/elbo"}
+        else {"test/loss", "test/recon", "test/kl", "test/elbo", "test/nll", "test/bpd", "test/mse", "test/psnr"}
     )
+    keys |= {"test/fd", "test/kid", "test/precision", "test/recall", "test/coverage", "test/classes"}
     assert keys <= set(metrics) and all(torch.isfinite(metrics[k]) for k in keys)
+    assert "test/fd" in capsys.readouterr().out  # printed in the results table
 
     out = tmp_path / "predictions"
     run_cli(
@@ -72,6 +77,21 @@ def test_fit_test_predict_from_the_checkpoint(config: str, tmp_path: Path, capsy
     for kind in kinds:
         assert len(list((out / kind).glob("*.png"))) == 2 * batch
         assert (out / f"{kind}_grid.png").is_file()
+
+
+@pytest.mark.parametrize("mixture", ["ring", "grid"])
+def test_2d_configs_fit_and_report_modes(mixture: str, tmp_path: Path) -> None:
+    common = ["--config", str(ROOT / f"configs/gan/{mixture}.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    run_cli("fit", *common, *FAST)
+    tested = run_cli("test", *common, "--ckpt_path=last", "--trainer.enable_progress_bar=false")
+    metrics = tested.trainer.callback_metrics
+    assert {"test/modes", "test/high_quality", "test/reverse_kl"} <= set(metrics)
+
+
+def test_test_without_a_checkpoint_warns(tmp_path: Path) -> None:
+    common = ["--config", str(ROOT / "configs/gan/digits.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    with pytest.warns(UserWarning, match="without --ckpt_path evaluates the freshly initialised model"):
+        run_cli("validate", *common, "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false")
 
 
 @pytest.mark.parametrize(

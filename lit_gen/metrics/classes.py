@@ -33,10 +33,15 @@ class ClassCoverage(Metric):
 
     def update(self, fake_logits: Tensor, real_labels: Tensor) -> None:
         """``fake_logits (M, num_classes)`` of generated samples; ``real_labels (N,)`` of the real batch."""
+        if real_labels.numel() and (real_labels.min() < 0 or real_labels.max() >= self.num_classes):
+            raise ValueError(
+                f"class coverage: real labels span [{int(real_labels.min())}, {int(real_labels.max())}] but the "
+                f"classifier has {self.num_classes} classes; use a classifier trained on this data's labels"
+            )
         probs = fake_logits.detach().float().softmax(1)
         top, labels = probs.max(1)
         self.fake_counts += torch.bincount(labels, minlength=self.num_classes)
-        self.real_counts += torch.bincount(real_labels.long().flatten(), minlength=self.num_classes)[: self.num_classes]
+        self.real_counts += torch.bincount(real_labels.long().flatten(), minlength=self.num_classes)
         self.confident += (top >= self.confidence).sum()
 
     def compute(self) -> dict[str, Tensor]:

@@ -13,9 +13,11 @@ from lit_gen.metrics.mixtures import MixtureName, ModeCoverage
 
 
 class SampleEvaluation(nn.Module):
-    """Base class. ``value_range`` is the pixel range of the data (the module fills it from the DataModule)."""
+    """Base class. ``value_range`` is the pixel range of the data: ``given_value_range`` if set, else the module
+    fills in its DataModule's at the start of every test epoch."""
 
     value_range: tuple[float, float] | None = None
+    given_value_range: tuple[float, float] | None = None
 
     def update(self, real: Tensor, fake: Tensor, labels: Tensor | None = None) -> None:
         """``real`` and ``fake`` are ``(B, *data_shape)`` in the data's range; ``labels (B,)`` of ``real`` if known."""

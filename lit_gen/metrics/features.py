@@ -68,6 +68,22 @@ def classifier_for_shape(image_shape: tuple[int, ...]) -> str:
     )
 
 
+def check_inception_weights(weights: str | None) -> None:
+    """Fail early, with the fix, when torch-fidelity is missing or a given weights path does not exist."""
+    try:
+        import torch_fidelity  # noqa: F401
+    except ImportError as err:
+        raise ModuleNotFoundError(
+            "feature='inception' needs torch-fidelity: `pip install 'lit-gen[inception]'` (or torch-fidelity)"
+        ) from err
+    path = weights or os.environ.get(INCEPTION_ENV) or None
+    if path is not None and not Path(path).is_file():
+        raise InceptionWeightsError(
+            f"Inception weights not found at {path} (from {'inception_weights' if weights else INCEPTION_ENV}); "
+            f"download {INCEPTION_FILE} from {INCEPTION_URL} and point `inception_weights` or {INCEPTION_ENV} at it"
+        )
+
+
 class ClassifierFeatures(nn.Module):
     """The penultimate activations of a :class:`DigitClassifier`; :meth:`logits` gives its class scores."""
 
@@ -105,12 +121,8 @@ class InceptionFeatures(nn.Module):
             from torchmetrics.image.fid import NoTrainInceptionV3
         except ImportError as err:  # pragma: no cover - torchmetrics is a dependency
             raise ImportError(f"feature='inception' needs torchmetrics' image extras: {err}") from err
+        check_inception_weights(weights)
         path = weights or os.environ.get(INCEPTION_ENV) or None
-        if path is not None and not Path(path).is_file():
-            raise InceptionWeightsError(
-                f"Inception weights not found at {path} (from {'weights' if weights else INCEPTION_ENV}); "
-                f"download {INCEPTION_FILE} from {INCEPTION_URL} and point `inception_weights` or {INCEPTION_ENV} at it"
-            )
         try:
             self.inception = NoTrainInceptionV3(
                 name="inception-v3-compat", features_list=[str(self.num_features)], feature_extractor_weights_path=path

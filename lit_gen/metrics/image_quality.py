@@ -14,7 +14,13 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from lit_gen.metrics.classes import ClassCoverage
 from lit_gen.metrics.evaluation import SampleEvaluation
-from lit_gen.metrics.features import ClassifierFeatures, InceptionFeatures, classifier_for_shape, load_classifier
+from lit_gen.metrics.features import (
+    ClassifierFeatures,
+    InceptionFeatures,
+    check_inception_weights,
+    classifier_for_shape,
+    load_classifier,
+)
 from lit_gen.metrics.prdc import PrecisionRecall
 
 
@@ -27,6 +33,23 @@ class PassThrough(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         return features
+
+
+class FrozenFeatures(nn.Module):
+    """A user's feature network, kept in eval mode without gradients (the evaluation is outside the LightningModule,
+    so ``trainer.test`` does not switch it to eval mode)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net.eval().requires_grad_(False)
+        if hasattr(net, "num_features"):
+            self.num_features = net.num_features
+
+    def train(self, mode: bool = True) -> FrozenFeatures:
+        return super().train(False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
 
 
 class ImageQuality(SampleEvaluation):
@@ -46,7 +69,7 @@ class ImageQuality(SampleEvaluation):
         value_range: pixel range of the images; default: the DataModule's ``value_range``.
         k: neighbours of precision/recall/density/coverage.
         kid_subsets: KID subsets.
-        kid_subset_size: KID subset size (lowered, with a warning, to the sample count when fewer samples exist).
+        kid_subset_size: KID subset size (lowered, with a warning, to half the sample count when fewer samples exist).
         confidence: softmax threshold of a confident sample, for class coverage.
     """
 
@@ -67,16 +90,17 @@ class ImageQuality(SampleEvaluation):
             raise ValueError(f"unknown feature {feature!r}; choose 'classifier', 'inception' or pass an nn.Module")
         self.feature, self.classifier = feature, classifier
         self.inception_weights = inception_weights
-        self.value_range = tuple(value_range) if value_range is not None else None  # type: ignore[assignment]
+        self.given_value_range = tuple(value_range) if value_range is not None else None
+        self.value_range = self.given_value_range  # type: ignore[assignment]
         self.k, self.kid_subsets, self.kid_subset_size = k, kid_subsets, kid_subset_size
         self.confidence = confidence
         self.extractor: nn.Module | None = None  # built at the first batch, when the image shape is known
         if feature == "inception":
-            self._build((3, 299, 299))  # fail now, not after training, when its weights are missing
+            check_inception_weights(inception_weights)  # a wrong path fails now; a failed download at the first batch
 
     def _build(self, image_shape: tuple[int, ...]) -> None:
         if isinstance(self.feature, nn.Module):
-            extractor = self.feature
+            extractor = FrozenFeatures(self.feature)
         elif self.feature == "inception":
             extractor = InceptionFeatures(self.inception_weights)
         else:
@@ -89,8 +113,9 @@ class ImageQuality(SampleEvaluation):
             extractor = ClassifierFeatures(net)
         num_features = getattr(extractor, "num_features", None)
         if num_features is None:
+            device = next(iter(extractor.parameters()), torch.empty(0)).device
             with torch.no_grad():
-                num_features = extractor(torch.rand(2, *image_shape)).shape[-1]
+                num_features = extractor(torch.rand(2, *image_shape, device=device)).shape[-1]
         self.extractor = extractor
         self.fid = FrechetInceptionDistance(feature=PassThrough(num_features), reset_real_features=True)
         self.kid = KernelInceptionDistance(
@@ -109,7 +134,8 @@ class ImageQuality(SampleEvaluation):
             self._build(tuple(real.shape[1:]))
         self.to(real.device)
         low, high = self.value_range
-        with torch.no_grad():
+        # features in float32 even inside a 16-mixed / bf16-mixed test loop, so precision does not change the scores
+        with torch.no_grad(), torch.autocast(real.device.type, enabled=False):
             real_f, fake_f = (self.extractor((x.float() - low) / (high - low)).float() for x in (real, fake))
         for features, is_real in ((real_f, True), (fake_f, False)):
             self.fid.update(features, real=is_real)
@@ -121,13 +147,17 @@ class ImageQuality(SampleEvaluation):
     def compute(self) -> dict[str, Tensor]:
         if self.extractor is None:
             raise RuntimeError("ImageQuality.compute() before any update()")
-        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        n = world * min(sum(map(len, self.kid.real_features)), sum(map(len, self.kid.fake_features)))
+        counts = torch.tensor([sum(map(len, self.kid.real_features)), sum(map(len, self.kid.fake_features))])
+        if dist.is_available() and dist.is_initialized():  # compute() runs on every rank: a collective is safe
+            counts = counts.to(self.kid.real_features[0].device)
+            dist.all_reduce(counts)
+        n = int(counts.min())
         if self.kid.subset_size > n:
             warnings.warn(
-                f"KID: {n} samples, fewer than kid_subset_size={self.kid.subset_size}; using {n}", stacklevel=2
+                f"KID: {n} samples, fewer than kid_subset_size={self.kid.subset_size}; using subsets of {n // 2}",
+                stacklevel=2,
             )
-            self.kid.subset_size = n
+            self.kid.subset_size = max(2, n // 2)
         kid_mean, kid_std = self.kid.compute()
         self.kid.subset_size = self.kid_subset_size
         out = {"fd": self.fid.compute(), "kid": kid_mean, "kid_std": kid_std, **self.prdc.compute()}

@@ -48,7 +48,7 @@ class PrecisionRecall(Metric):
     """Keeps every real and fake feature vector (gathered across processes) and computes :func:`prdc` on them.
 
     Args:
-        k: neighbours that define each sample's ball (5 in both papers).
+        k: neighbours that define each sample's ball (Kynkäänniemi et al. use 3, Naeem et al. 5).
     """
 
     full_state_update = False

@@ -41,8 +41,7 @@ class EvaluatesSamples(L.LightningModule):
         if self.evaluation is not None:
             self.evaluation.to(self.device)
             self.evaluation.reset()
-            if self.evaluation.value_range is None:
-                self.evaluation.value_range = data_value_range(self)
+            self.evaluation.value_range = self.evaluation.given_value_range or data_value_range(self)
 
     def update_evaluation(self, real: Tensor, fake: Tensor, batch: Any) -> None:
         if self.evaluation is not None:
