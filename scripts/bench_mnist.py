@@ -58,13 +58,13 @@ def real_floor(config: str) -> dict[str, Any]:
 
 def table(rows: dict[str, dict[str, Any]]) -> str:
     floor = rows["real: validation vs test digits (floor)"]["fd"]
-    head = "| | FD | FD / floor | KID ×10³ | precision | recall | density | coverage | classes | class KL | confident "
-    head += "| train |"
+    head = "| | FD | FD / floor | KID | precision | recall | density | coverage | classes | class KL | confident "
+    head += "| training |"
     lines = [head, "|" + "---|" * 12]
     for name, r in rows.items():
-        train = f"{r['train_wall_seconds'] / 60:.1f} min ({r['epochs']} ep)" if "epochs" in r else "—"
+        train = f"{r['epochs']} epochs, {r['train_wall_seconds'] / 60:.1f} min" if "epochs" in r else "—"
         lines.append(
-            f"| {name} | {r['fd']:.2f} | {r['fd'] / floor:.1f}× | {1e3 * r['kid']:.1f} | {r['precision']:.3f} | "
+            f"| {name} | {r['fd']:.2f} | {r['fd'] / floor:.1f}× | {r['kid']:.2f} | {r['precision']:.3f} | "
             f"{r['recall']:.3f} | {r['density']:.3f} | {r['coverage']:.3f} | {r['classes']:.0f} | "
             f"{r['class_kl']:.3f} | {r['confident']:.3f} | {train} |"
         )
