@@ -70,7 +70,15 @@ def test_bad_shapes_are_rejected() -> None:
     with pytest.raises(ValueError, match="square"):
         DCGANGenerator(image_shape=(1, 28, 32))
     with pytest.raises(ValueError, match="channels, height, width"):
-        MLPGenerator(image_shape=(28, 28))
+        DCGANGenerator(image_shape=(28, 28))
+    with pytest.raises(ValueError, match="positive sizes"):
+        MLPGenerator(image_shape=(0, 2))
+
+
+def test_mlp_nets_take_vectors() -> None:
+    g, d = MLPGenerator(latent_dim=2, image_shape=(2,), hidden=(8,)), MLPDiscriminator(image_shape=(2,), hidden=(8,))
+    points = g(torch.randn(5, 2))
+    assert points.shape == (5, 2) and d(points).shape == (5,)
 
 
 def test_importing_nets_does_not_import_lightning() -> None:
