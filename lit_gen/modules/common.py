@@ -33,6 +33,13 @@ def images_of(batch: Any) -> Tensor:
     return batch
 
 
+def labels_of(batch: Any) -> Tensor | None:
+    """The labels of an ``(images, labels, ...)`` batch, None for a bare image batch."""
+    if isinstance(batch, (tuple, list)) and len(batch) > 1 and isinstance(batch[1], Tensor):
+        return batch[1]
+    return None
+
+
 def shape_text(shape: Iterable[int]) -> str:
     """``(1, 28, 28)`` -> ``'1×28×28'``."""
     return "×".join(str(s) for s in shape)

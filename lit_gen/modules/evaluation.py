@@ -9,13 +9,7 @@ import lightning as L
 from torch import Tensor
 
 from lit_gen.metrics.evaluation import SampleEvaluation
-
-
-def labels_of(batch: Any) -> Tensor | None:
-    """The labels of an ``(images, labels, ...)`` batch, None for a bare image batch."""
-    if isinstance(batch, (tuple, list)) and len(batch) > 1 and isinstance(batch[1], Tensor):
-        return batch[1]
-    return None
+from lit_gen.modules.common import labels_of
 
 
 def data_value_range(module: L.LightningModule) -> tuple[float, float] | None:

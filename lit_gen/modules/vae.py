@@ -176,8 +176,7 @@ class VAEModule(EvaluatesSamples, ResumableRNG):
             zs, log_px_z = [], []
             for start in range(0, k, per_chunk):
                 c = min(per_chunk, k - start)
-                eps = torch.randn((c, *mu.shape), dtype=mu.dtype, device=mu.device, generator=rng)
-                z = mu + torch.exp(0.5 * logvar) * eps  # (c, B, D)
+                z = reparameterize(mu.expand(c, *mu.shape), logvar.expand(c, *logvar.shape), rng)  # (c, B, D)
                 params = self.decoder(z.reshape(-1, self.latent_dim))
                 x_rep = x.unsqueeze(0).expand(c, *x.shape).reshape(params.shape)
                 nll = reconstruction_nll(params, x_rep, self.likelihood, self.gaussian_std)
