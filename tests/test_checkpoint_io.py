@@ -65,5 +65,6 @@ def test_an_error_during_a_save_keeps_the_previous_checkpoint_and_no_debris(tmp_
 
 def test_the_cli_installs_atomic_checkpoint_io(tmp_path: Path) -> None:
     cli = LitGenCLI(args=["fit", "--config", str(ROOT / "configs/gan/digits.yaml"), "--trainer.fast_dev_run=true",
-                          f"--trainer.logger.init_args.save_dir={tmp_path}"])  # fmt: skip
+                          f"--trainer.logger.init_args.save_dir={tmp_path}",
+                          f"--trainer.default_root_dir={tmp_path}"])  # fast_dev_run writes into it  # fmt: skip
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)

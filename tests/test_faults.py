@@ -77,6 +77,21 @@ def test_an_exception_mid_epoch_leaves_a_resumable_checkpoint(tmp_path: Path) ->
     assert module.generator_steps.item() == 6 and resumed.global_step == 12
 
 
+def test_a_stray_on_exception_checkpoint_is_not_resumed_by_a_new_fit(tmp_path: Path, monkeypatch) -> None:
+    # Lightning's fit(ckpt_path=None) resumes from an OnExceptionCheckpoint's file when one exists; before the fix a
+    # crashed run's ./on_exception.ckpt was silently loaded by every later fit started in that directory.
+    monkeypatch.chdir(tmp_path)
+    callbacks = [InjectAtBatch(at=3, what="error"), SaveOnException()]
+    t = trainer(tmp_path, limit_train_batches=6, callbacks=callbacks, enable_checkpointing=True)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        t.fit(tiny_gan(), datamodule=digits())
+    assert (tmp_path / "on_exception.ckpt").exists()
+    fresh = trainer(tmp_path, limit_train_batches=2, callbacks=[SaveOnException()], enable_checkpointing=True)
+    module = tiny_gan()
+    fresh.fit(module, datamodule=digits())
+    assert module.generator_steps.item() == 2  # started from scratch, not from the crashed run's 3 steps
+
+
 def test_ckpt_path_last_prefers_the_newest_of_last_and_on_exception(tmp_path: Path) -> None:
     from jsonargparse import Namespace
 

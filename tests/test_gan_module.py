@@ -132,7 +132,7 @@ def test_discriminator_must_return_one_logit_per_image(tmp_path) -> None:
         generator=MLPGenerator(latent_dim=4, image_shape=(1, 8, 8), hidden=(8,)),
         discriminator=torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2)),
     )
-    with pytest.raises(ValueError, match=r"one logit per image, shape \(B,\)"):
+    with pytest.raises(ValueError, match=r"one logit per input, shape \(B,\)"):
         trainer(tmp_path).fit(module, datamodule=digits())
 
 

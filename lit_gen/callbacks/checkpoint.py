@@ -26,14 +26,27 @@ class SaveOnException(OnExceptionCheckpoint):
     def __init__(self, dirpath: str | None = None, filename: str = "on_exception") -> None:
         super().__init__(dirpath or ".", filename)
         self._explicit = dirpath is not None
+        self._resolved = False
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    @property
+    def ckpt_path(self) -> str | None:  # type: ignore[override]
+        """None until training starts: Lightning's ``fit(ckpt_path=None)`` resumes from any OnExceptionCheckpoint's
+        existing file, and a stray ``./on_exception.ckpt`` of an unrelated run must not be picked up that way."""
+        return super().ckpt_path if self._resolved else None
+
+    def _resolve(self, trainer: L.Trainer) -> None:
         # ModelCheckpoint resolves its directory in its own setup, which Lightning runs after the other callbacks'.
         if not self._explicit:
             model_checkpoints = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]  # type: ignore[attr-defined]
             self.dirpath = (model_checkpoints[0].dirpath if model_checkpoints else None) or trainer.default_root_dir
+        self._resolved = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._resolve(trainer)
 
     def on_exception(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if not self._resolved:
+            self._resolve(trainer)
         super().on_exception(trainer, *args, **kwargs)
         if trainer.is_global_zero:
             print(f"lit-gen: training stopped by an exception; its state is saved in {self.ckpt_path}", flush=True)

@@ -15,6 +15,7 @@ discriminator's raw outputs, any shape ``(B, ...)``, and return a scalar to *min
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Literal, NamedTuple
 
 import torch.nn.functional as F
@@ -23,9 +24,16 @@ from torch import Tensor
 GANLossName = Literal["minimax", "non_saturating", "wasserstein", "hinge", "least_squares"]
 
 
-def minimax_discriminator_loss(real: Tensor, fake: Tensor) -> Tensor:
-    """``-(E[log sigmoid(real)] + E[log(1 - sigmoid(fake))])`` = ``E[softplus(-real)] + E[softplus(fake)]``."""
-    return F.softplus(-real).mean() + F.softplus(fake).mean()
+def minimax_discriminator_loss(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
+    """``-(E[log sigmoid(real)] + E[log(1 - sigmoid(fake))])`` = ``E[softplus(-real)] + E[softplus(fake)]``.
+
+    ``real_target < 1`` is one-sided label smoothing (Salimans et al. 2016, arXiv 1606.03498): the binary
+    cross-entropy of the real logits against the target ``t``, ``t·softplus(-real) + (1 - t)·softplus(real)``.
+    """
+    if real_target == 1.0:
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+    real_term = real_target * F.softplus(-real) + (1.0 - real_target) * F.softplus(real)
+    return real_term.mean() + F.softplus(fake).mean()
 
 
 def minimax_generator_loss(fake: Tensor) -> Tensor:
@@ -53,9 +61,9 @@ def hinge_discriminator_loss(real: Tensor, fake: Tensor) -> Tensor:
     return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
 
 
-def least_squares_discriminator_loss(real: Tensor, fake: Tensor) -> Tensor:
-    """``0.5 E[(real - 1)^2] + 0.5 E[fake^2]``."""
-    return 0.5 * (real - 1.0).square().mean() + 0.5 * fake.square().mean()
+def least_squares_discriminator_loss(real: Tensor, fake: Tensor, real_target: float = 1.0) -> Tensor:
+    """``0.5 E[(real - b)^2] + 0.5 E[fake^2]`` with ``b = real_target`` (1; below 1 smooths the real labels)."""
+    return 0.5 * (real - real_target).square().mean() + 0.5 * fake.square().mean()
 
 
 def least_squares_generator_loss(fake: Tensor) -> Tensor:
@@ -79,9 +87,26 @@ GAN_LOSSES: dict[str, GANLoss] = {
 }
 
 
-def get_gan_loss(name: str) -> GANLoss:
-    """Look a GAN objective up by name, with an error that lists the known names."""
+SMOOTHABLE = ("minimax", "non_saturating", "least_squares")
+
+
+def get_gan_loss(name: str, label_smoothing: float = 0.0) -> GANLoss:
+    """Look a GAN objective up by name, with an error that lists the known names.
+
+    Args:
+        name: one of :data:`GAN_LOSSES`.
+        label_smoothing: ``ε`` of one-sided label smoothing: real targets ``1 - ε`` (losses with labels only).
+    """
     try:
-        return GAN_LOSSES[name]
+        loss = GAN_LOSSES[name]
     except KeyError:
         raise ValueError(f"unknown GAN loss {name!r}; choose one of {sorted(GAN_LOSSES)}") from None
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    if label_smoothing:
+        if name not in SMOOTHABLE:
+            raise ValueError(
+                f"label_smoothing applies to losses with real/fake labels {SMOOTHABLE}, not {name!r}; set it to 0"
+            )
+        return loss._replace(discriminator=partial(loss.discriminator, real_target=1.0 - label_smoothing))
+    return loss

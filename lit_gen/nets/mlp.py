@@ -12,8 +12,10 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
+from lit_gen.nets.conditioning import Projection, apply_spectral_norm, check_labels
 from lit_gen.nets.shapes import check_data_shape, make_activation
 
 
@@ -35,6 +37,8 @@ class MLPGenerator(nn.Module):
         image_shape: shape of one output, ``(channels, height, width)`` or ``(D,)`` for vectors.
         hidden: widths of the hidden layers.
         output_activation: ``"tanh"`` for data in [-1, 1], ``"sigmoid"`` for [0, 1], ``"none"`` for logits.
+        num_classes: > 0 makes it class-conditional, ``forward(z, labels)``: a learned class embedding of
+            ``latent_dim`` entries is concatenated to ``z`` (cGAN, Mirza & Osindero 2014, arXiv 1411.1784).
     """
 
     def __init__(
@@ -43,16 +47,23 @@ class MLPGenerator(nn.Module):
         image_shape: Sequence[int] = (1, 8, 8),
         hidden: Sequence[int] = (256, 256),
         output_activation: Literal["tanh", "sigmoid", "none"] = "tanh",
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.image_shape = check_data_shape(image_shape)
+        self.num_classes = num_classes
+        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
         self.net = nn.Sequential(
-            mlp([latent_dim, *hidden, math.prod(self.image_shape)]), make_activation(output_activation)
+            mlp([latent_dim * (2 if num_classes else 1), *hidden, math.prod(self.image_shape)]),
+            make_activation(output_activation),
         )
 
-    def forward(self, z: Tensor) -> Tensor:
-        """``(B, latent_dim)`` -> ``(B, C, H, W)``."""
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """``(B, latent_dim)`` (and labels ``(B,)`` when conditional) -> ``(B, *image_shape)``."""
+        labels = check_labels(labels, self.num_classes, z.shape[0], type(self).__name__)
+        if self.embed is not None and labels is not None:
+            z = torch.cat([z, self.embed(labels)], dim=1)
         return self.net(z).view(z.shape[0], *self.image_shape)
 
 
@@ -62,16 +73,38 @@ class MLPDiscriminator(nn.Module):
     Args:
         image_shape: shape of one input, ``(channels, height, width)`` or ``(D,)`` for vectors.
         hidden: widths of the hidden layers.
+        spectral_norm: wrap every layer in spectral normalization (Miyato et al. 2018, arXiv 1802.05957).
+        num_classes: > 0 adds the projection term ``<embed(y), h(x)>`` on the last hidden layer (arXiv 1802.05637);
+            ``forward(x, labels)``.
+        For PacGAN (``GANModule(pack=m)``) give it ``m`` times the channels: ``image_shape=(m·C, H, W)`` or ``(m·D,)``.
     """
 
-    def __init__(self, image_shape: Sequence[int] = (1, 8, 8), hidden: Sequence[int] = (256, 256)) -> None:
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (1, 8, 8),
+        hidden: Sequence[int] = (256, 256),
+        spectral_norm: bool = False,
+        num_classes: int = 0,
+    ) -> None:
         super().__init__()
         self.image_shape = check_data_shape(image_shape)
-        self.net = mlp([math.prod(self.image_shape), *hidden, 1], nn.LeakyReLU, negative_slope=0.2)
+        self.num_classes = num_classes
+        body = mlp([math.prod(self.image_shape), *hidden, 1], nn.LeakyReLU, negative_slope=0.2)
+        self.net, self.head = body[:-1], body[-1]
+        self.projection = Projection(num_classes, hidden[-1]) if num_classes and hidden else None
+        if num_classes and not hidden:
+            raise ValueError("a conditional MLPDiscriminator needs at least one hidden layer for its projection")
+        if spectral_norm:
+            apply_spectral_norm(self)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, C, H, W)`` -> ``(B,)``."""
-        return self.net(x.flatten(1)).flatten()
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """``(B, *image_shape)`` (and labels ``(B,)`` when conditional) -> ``(B,)``."""
+        labels = check_labels(labels, self.num_classes, x.shape[0], "MLPDiscriminator")
+        h = self.net(x.flatten(1))
+        logits = self.head(h).flatten()
+        if self.projection is not None and labels is not None:
+            logits = logits + self.projection(h, labels)
+        return logits
 
 
 class MLPEncoder(nn.Module):

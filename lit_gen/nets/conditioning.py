@@ -1,0 +1,74 @@
+"""Pieces the nets share for class conditioning, spectral normalization and PacGAN packing (no Lightning).
+
+- Projection discriminator: Miyato & Koyama 2018 (arXiv 1802.05637), ``logit = ψ(φ(x)) + <embed(y), φ(x)>``.
+- Spectral normalization: Miyato et al. 2018 (arXiv 1802.05957), torch's ``parametrizations.spectral_norm``.
+- Packing: Lin et al. 2018, PacGAN (arXiv 1712.04086): D judges ``m`` samples at once, stacked along channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+
+def check_labels(labels: Tensor | None, num_classes: int, batch: int, owner: str) -> Tensor | None:
+    """Validate int ``(B,)`` labels for a net with ``num_classes`` (0 = unconditional)."""
+    if num_classes == 0:
+        if labels is not None:
+            raise ValueError(
+                f"{owner} is unconditional (num_classes=0) but got labels; build it with num_classes=K for a "
+                "conditional GAN, or do not pass labels"
+            )
+        return None
+    if labels is None:
+        raise ValueError(f"{owner} is class-conditional (num_classes={num_classes}): pass labels of shape (B,)")
+    if labels.shape != (batch,) or labels.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"{owner} needs integer labels of shape ({batch},), got {labels.dtype} {tuple(labels.shape)}")
+    return labels
+
+
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Wrap every conv, linear and embedding weight of ``module`` in torch's spectral normalization (in place)."""
+    for m in list(module.modules()):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+            spectral_norm(m)
+    return module
+
+
+class Projection(nn.Module):
+    """The class term of a projection discriminator: ``<embed(y), φ(x)>``, shape ``(B,)``.
+
+    Args:
+        num_classes: number of classes.
+        features: size of ``φ(x)``.
+    """
+
+    def __init__(self, num_classes: int, features: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(num_classes, features)
+        nn.init.normal_(self.embed.weight, 0.0, 0.02)
+
+    def forward(self, phi: Tensor, labels: Tensor) -> Tensor:
+        """``φ(x)`` ``(B, F)`` and labels ``(B,)`` -> ``(B,)``."""
+        return (self.embed(labels) * phi).sum(1)
+
+
+def pack(x: Tensor, m: int) -> Tensor:
+    """Stack groups of ``m`` consecutive samples along the channel axis: ``(B, C, ...) -> (B // m, m·C, ...)``.
+
+    A batch that ``m`` does not divide loses its last ``B mod m`` samples.
+    """
+    if m == 1:
+        return x
+    n = x.shape[0] - x.shape[0] % m
+    if n == 0:
+        raise ValueError(f"pack={m} needs batches of at least {m} samples, got {x.shape[0]}")
+    return x[:n].reshape(n // m, m * x.shape[1], *x.shape[2:])
+
+
+def packed_shape(shape: Sequence[int], m: int) -> tuple[int, ...]:
+    """The shape of one discriminator input for data of ``shape`` packed ``m`` at a time: ``(m·C, ...)``."""
+    return (m * int(shape[0]), *(int(s) for s in shape[1:]))
