@@ -34,6 +34,9 @@ _EXPORTS = {
     "ConvEncoder": "lit_gen.nets",
     "ConvDecoder": "lit_gen.nets",
     "DigitClassifier": "lit_gen.nets",
+    "ResNetGenerator": "lit_gen.nets",
+    "ResNetDiscriminator": "lit_gen.nets",
+    "DiffAugment": "lit_gen.nets",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -35,7 +35,16 @@ def test_every_config_parses(config: str, capsys: pytest.CaptureFixture[str]) ->
 
 
 @pytest.mark.parametrize(
-    "config", ["configs/gan/digits.yaml", "configs/gan/mnist.yaml", "configs/vae/digits.yaml", "configs/vae/mnist.yaml"]
+    "config",
+    [
+        "configs/gan/digits.yaml",
+        "configs/gan/mnist.yaml",
+        "configs/gan/cond_mnist.yaml",
+        "configs/gan/wgan_gp.yaml",
+        "configs/gan/sngan.yaml",
+        "configs/vae/digits.yaml",
+        "configs/vae/mnist.yaml",
+    ],
 )
 def test_fit_test_predict_from_the_checkpoint(config: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     common = ["--config", str(ROOT / config), f"--trainer.logger.init_args.save_dir={tmp_path}"]
@@ -79,13 +88,45 @@ def test_fit_test_predict_from_the_checkpoint(config: str, tmp_path: Path, capsy
         assert (out / f"{kind}_grid.png").is_file()
 
 
-@pytest.mark.parametrize("mixture", ["ring", "grid"])
+@pytest.mark.parametrize("mixture", ["ring", "grid", "pacgan"])
 def test_2d_configs_fit_and_report_modes(mixture: str, tmp_path: Path) -> None:
     common = ["--config", str(ROOT / f"configs/gan/{mixture}.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
     run_cli("fit", *common, *FAST)
     tested = run_cli("test", *common, "--ckpt_path=last", "--trainer.enable_progress_bar=false")
     metrics = tested.trainer.callback_metrics
     assert {"test/modes", "test/high_quality", "test/reverse_kl"} <= set(metrics)
+
+
+def write_cifar10(root: Path, per_file: int = 20) -> None:
+    """A CIFAR-10 copy in torchvision's format (cifar-10-batches-py/: pickled dicts of uint8 rows of 3×32×32)."""
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": torch.randint(0, 256, (per_file, 3072), generator=g, dtype=torch.uint8).numpy(),
+                 "labels": torch.randint(0, 10, (per_file,), generator=g).tolist(), "batch_label": name,
+                 "filenames": [f"{name}_{i}.png" for i in range(per_file)]}  # fmt: skip
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"class{i}" for i in range(10)]}))
+
+
+@pytest.mark.parametrize("config", ["configs/gan/cifar10_dcgan.yaml", "configs/gan/cifar10_sngan.yaml"])
+def test_cifar10_configs_train_on_files_in_torchvisions_format(
+    config: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torchvision.datasets.cifar as cifar
+
+    write_cifar10(tmp_path / "data")
+    monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)  # our files are not the real md5s
+    monkeypatch.setattr(cifar.CIFAR10, "_check_integrity", lambda self: True)
+    cli = run_cli("fit", "--config", str(ROOT / config), f"--trainer.logger.init_args.save_dir={tmp_path}",
+                  f"--data.init_args.root={tmp_path / 'data'}", "--data.init_args.batch_size=8",
+                  "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2", *FAST[:1], *FAST[3:])  # fmt: skip
+    assert cli.datamodule.image_shape == (3, 32, 32) and len(cli.datamodule.splits["test"]) == 20
+    assert cli.model.generator_steps.item() == 2  # (an integer 1 would mean 100 %)
+    assert (Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_test_without_a_checkpoint_warns(tmp_path: Path) -> None:

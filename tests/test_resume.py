@@ -47,17 +47,24 @@ def assert_same(a: object, b: object, where: str = "") -> None:
         assert a == b, where
 
 
-@pytest.mark.parametrize("config", ["configs/gan/digits.yaml", "configs/vae/digits.yaml"])
-def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(config: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("config", "extra"),
+    [
+        ("configs/gan/digits.yaml", ()),
+        ("configs/gan/digits.yaml", ("--model.ema_decay=0.99", "--model.ema_warmup=10")),  # the EMA resumes too
+        ("configs/vae/digits.yaml", ()),
+    ],
+)
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(config: str, extra: tuple, tmp_path: Path) -> None:
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run(command(config, straight), cwd=ROOT, env=env(), check=True, capture_output=True, timeout=300)
+    subprocess.run(command(config, straight, *extra), cwd=ROOT, env=env(), check=True, capture_output=True, timeout=300)
 
     # The configs checkpoint every 50 steps; the probe hangs one batch after step 50 (mid-epoch), once last.ckpt
     # holds step 50, and the run is SIGKILLed there.
     marker = tmp_path / "hanging"
     hang = ["--trainer.callbacks+=tests.probes.Slow", "--trainer.callbacks.hang_at_step=51",
             f"--trainer.callbacks.marker={marker}"]  # fmt: skip
-    run = subprocess.Popen(command(config, killed, *hang), cwd=ROOT, env=env(), stdout=subprocess.DEVNULL,
+    run = subprocess.Popen(command(config, killed, *extra, *hang), cwd=ROOT, env=env(), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 240
     while not marker.exists():
@@ -69,14 +76,16 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(config: str, 
     assert interrupted["global_step"] == 50  # it died mid-epoch, after the step-50 checkpoint
     assert interrupted["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"] not in (0, 22)
 
-    resumed = subprocess.run(command(config, killed, "--ckpt_path=last"), cwd=ROOT, env=env(), capture_output=True,
-                             text=True, timeout=300)  # fmt: skip
+    resume = command(config, killed, *extra, "--ckpt_path=last")
+    resumed = subprocess.run(resume, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert len(list(killed.glob("*/version_*"))) == 1  # the resumed run continued in the killed run's directory
     a, b = final_state(straight), final_state(killed)
     assert a["global_step"] == b["global_step"] > 50
     assert_same(a["state_dict"], b["state_dict"], "state_dict")
     assert_same(a["optimizer_states"], b["optimizer_states"], "optimizer_states")
+    if extra:
+        assert b["state_dict"]["generator_ema.n_averaged"].item() == b["state_dict"]["generator_steps"].item()
 
 
 def test_ckpt_path_last_without_any_checkpoint_is_an_error(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def run_ddp(config: str, tmp_path: Path, *extra: str) -> subprocess.CompletedPro
     ("config", "extra"),
     [
         ("configs/gan/digits.yaml", ()),
-        ("configs/gan/digits.yaml", ("--model.n_critic=2", "--model.loss=wasserstein", "--model.gradient_penalty=10")),
+        ("configs/gan/digits.yaml", ("--model.n_critic=2", "--model.loss=wasserstein", "--model.ema_decay=0.9")),
         ("configs/gan/digits.yaml", ("--model.accumulate_grad_batches=2", "--model.generator_clip_norm=1.0")),
         ("configs/vae/digits.yaml", ()),
     ],
@@ -62,6 +62,8 @@ def test_ddp_two_cpu_processes_keep_the_replicas_identical(config: str, extra: t
     assert not torch.equal(rng0, rng1)  # but each process drew its own noise
     ckpts = list(tmp_path.rglob("last.ckpt"))
     assert len(ckpts) == 1
+    if "--model.ema_decay=0.9" in extra:  # the EMA generator is identical on both processes
+        assert any(key.startswith("generator_ema.") for key in rank0)
     if "gan" in config and not extra:
         steps = 2 * 5  # 2 epochs x 5 batches per process
         assert rank0["generator_steps"].item() == steps and rank0["images_seen"].item() == steps * 64 * 2

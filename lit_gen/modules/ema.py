@@ -61,9 +61,4 @@ class GeneratorEMA(AveragedModel):
             raise ValueError(f"ema_warmup must be >= 0, got {warmup}")
         super().__init__(generator, multi_avg_fn=ema_update_fn(decay, warmup), use_buffers=True)
         self.decay, self.warmup = decay, warmup
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True) -> GeneratorEMA:
-        """Always in eval mode: its batch-norm layers use the averaged running statistics."""
-        return super().train(False)
+        self.requires_grad_(False)  # never trained: only averaged, and only called in eval mode

@@ -15,18 +15,37 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 
 def check_labels(labels: Tensor | None, num_classes: int, batch: int, owner: str) -> Tensor | None:
-    """Validate int ``(B,)`` labels for a net with ``num_classes`` (0 = unconditional)."""
+    """Validate labels for a net with ``num_classes`` (0 = unconditional): int64, shape ``(B,)``, in ``[0, K)``.
+
+    The range check costs one device sync; it is skipped while tracing or compiling (export, ``torch.compile``).
+
+    Raises:
+        ValueError: labels missing for a conditional net, given to an unconditional one, or of the wrong
+            dtype, shape or range.
+    """
     if num_classes == 0:
         if labels is not None:
             raise ValueError(
                 f"{owner} is unconditional (num_classes=0) but got labels; build it with num_classes=K for a "
-                "conditional GAN, or do not pass labels"
+                "class-conditional GAN, or do not pass labels"
             )
         return None
     if labels is None:
-        raise ValueError(f"{owner} is class-conditional (num_classes={num_classes}): pass labels of shape (B,)")
-    if labels.shape != (batch,) or labels.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"{owner} needs integer labels of shape ({batch},), got {labels.dtype} {tuple(labels.shape)}")
+        raise ValueError(
+            f"{owner} is class-conditional (num_classes={num_classes}) but got no labels; pass int64 labels of "
+            "shape (B,), or build it with num_classes=0"
+        )
+    if labels.dtype != torch.int64 or labels.shape != (batch,):
+        raise ValueError(
+            f"{owner} needs int64 labels of shape ({batch},), got {labels.dtype} of shape {tuple(labels.shape)}; "
+            "convert them with labels.long().reshape(-1)"
+        )
+    tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
+    if batch and not tracing and bool(((labels < 0) | (labels >= num_classes)).any()):
+        raise ValueError(
+            f"{owner} has num_classes={num_classes} but got labels in [{int(labels.min())}, {int(labels.max())}]; "
+            f"labels must lie in [0, {num_classes}), or build the net with more classes"
+        )
     return labels
 
 

@@ -19,44 +19,11 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm as torch_spectral_norm
 
+from lit_gen.nets.conditioning import apply_spectral_norm, check_labels
 from lit_gen.nets.shapes import make_activation, square_conv_plan
-
-
-def check_class_labels(labels: Tensor | None, num_classes: int, batch: int, owner: str) -> Tensor | None:
-    """Validate labels for a net with ``num_classes`` (0 = unconditional): int64, shape ``(B,)``, in ``[0, K)``.
-
-    Raises:
-        ValueError: labels missing for a conditional net, given to an unconditional one, or of the wrong
-            dtype, shape or range.
-    """
-    if num_classes == 0:
-        if labels is not None:
-            raise ValueError(
-                f"{owner} is unconditional (num_classes=0) but got labels; build it with num_classes=K for a "
-                "class-conditional GAN, or do not pass labels"
-            )
-        return None
-    if labels is None:
-        raise ValueError(
-            f"{owner} is class-conditional (num_classes={num_classes}) but got no labels; pass int64 labels of "
-            "shape (B,), or build it with num_classes=0"
-        )
-    if labels.dtype != torch.int64 or labels.shape != (batch,):
-        raise ValueError(
-            f"{owner} needs int64 labels of shape ({batch},), got {labels.dtype} of shape {tuple(labels.shape)}; "
-            "convert them with labels.long().reshape(-1)"
-        )
-    if batch and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"{owner} has num_classes={num_classes} but got labels in [{int(labels.min())}, {int(labels.max())}]; "
-            f"labels must lie in [0, {num_classes}), or build the net with more classes"
-        )
-    return labels
 
 
 def _conv(cin: int, cout: int, kernel: int, gain: float) -> nn.Conv2d:
@@ -179,7 +146,7 @@ class ResNetGenerator(nn.Module):
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """``(B, latent_dim)`` (and int64 labels ``(B,)`` when conditional) -> ``(B, C, H, W)``."""
-        labels = check_class_labels(labels, self.num_classes, z.shape[0], "ResNetGenerator")
+        labels = check_labels(labels, self.num_classes, z.shape[0], "ResNetGenerator")
         h = self.linear(z).reshape(z.shape[0], self.width, self.base, self.base)
         for block in self.blocks:
             h = block(h, labels)
@@ -226,9 +193,7 @@ class ResNetDiscriminator(nn.Module):
         if self.embed is not None:
             nn.init.xavier_uniform_(self.embed.weight)
         if spectral_norm:
-            for m in list(self.modules()):
-                if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
-                    torch_spectral_norm(m)
+            apply_spectral_norm(self)
 
     def features(self, x: Tensor) -> Tensor:
         """``φ(x)``: ``(B, C, H, W)`` -> ``(B, width)``, the ReLU'd last feature map summed over space."""
@@ -236,7 +201,7 @@ class ResNetDiscriminator(nn.Module):
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """``(B, C, H, W)`` (and int64 labels ``(B,)`` when conditional) -> ``(B,)`` logits."""
-        labels = check_class_labels(labels, self.num_classes, x.shape[0], "ResNetDiscriminator")
+        labels = check_labels(labels, self.num_classes, x.shape[0], "ResNetDiscriminator")
         phi = self.features(x)
         logits = self.linear(phi).squeeze(1)
         if self.embed is not None and labels is not None:
