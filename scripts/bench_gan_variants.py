@@ -49,6 +49,7 @@ VARIANTS_MNIST: dict[str, list[str]] = {
     "R1 (γ 1, lazy every 4)": [M + "r1_gamma=1.0", M + "d_reg_interval=4", D + "norm=none"],
     "PacGAN2": [M + "pack=2", D + "image_shape=[2,28,28]"],
     "DiffAugment (color, translation, cutout)": [M + "diffaugment=color,translation,cutout"],
+    "conditional: class embedding G + projection D": ["config=configs/gan/cond_mnist.yaml"],
 }  # fmt: skip
 
 CONFIGS = {"ring": "configs/gan/ring.yaml", "grid": "configs/gan/grid.yaml", "mnist": "configs/gan/mnist.yaml"}
@@ -63,19 +64,39 @@ def run(protocol: str, variant: str, overrides: list[str], seed: int, threads: i
     torch.set_num_threads(threads)
     cpu0 = time.process_time()
     seeds = [f"--seed_everything={seed}"] + ([f"--data.init_args.seed={seed}"] if protocol != "mnist" else [])
-    cli = build(CONFIGS[protocol], *seeds, *EMA, *overrides)
+    config = CONFIGS[protocol]
+    if overrides and overrides[0].startswith("config="):
+        config, overrides = overrides[0].removeprefix("config="), overrides[1:]
+    cli = build(config, *seeds, *EMA, *overrides)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     train_cpu = time.process_time() - cpu0
     scores = {"ema": cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]}
+    scores["ema"]["test/label_accuracy"] = label_accuracy(cli.model)
     ema, cli.model.generator_ema = cli.model.generator_ema, None
     scores["raw"] = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+    scores["raw"]["test/label_accuracy"] = label_accuracy(cli.model)
     cli.model.generator_ema = ema
-    keys = MNIST_COLUMNS if protocol == "mnist" else ["modes", "high_quality", "reverse_kl"]
+    keys = [*MNIST_COLUMNS, "label_accuracy"] if protocol == "mnist" else ["modes", "high_quality", "reverse_kl"]
     result = {"protocol": protocol, "variant": variant, "seed": seed, "overrides": overrides}
     result |= {f"{which}_{k}": float(s[f"test/{k}"]) for which, s in scores.items() for k in keys}
     result |= {"generator_steps": int(cli.model.generator_steps), "train_cpu_seconds": round(train_cpu, 1)}
     print(result, flush=True)
     return result
+
+
+def label_accuracy(model: Any, n: int = 1000) -> float:
+    """A conditional GAN's share of samples that the shipped MNIST classifier assigns to the requested class (NaN
+    for an unconditional GAN)."""
+    import torch
+
+    from lit_gen.metrics.features import load_classifier
+
+    if not model.num_classes or tuple(model.generator.image_shape) != (1, 28, 28):
+        return float("nan")
+    classifier, _ = load_classifier("mnist_sample")
+    labels = torch.arange(n) % model.num_classes
+    images = model.sample(n, torch.Generator().manual_seed(0), labels=labels)
+    return classifier.accuracy((images.cpu() + 1) / 2, labels)  # the config's data is in [-1, 1]
 
 
 def table_2d(protocol: str, runs: list[dict[str, Any]]) -> str:
@@ -107,17 +128,22 @@ def table_mnist(runs: list[dict[str, Any]], floor: float) -> str:
         f"**MNIST sample** (`{CONFIGS['mnist']}` + overrides, 40 epochs, seed 0; floor = real validation vs test "
         f"digits, FD {floor:.2f})",
         "",
-        "| variant | EMA | FD | FD / floor | KID | precision | recall | classes | train CPU s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | EMA | FD | FD / floor | KID | precision | recall | classes | label accuracy | train CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         for which in ("raw", "ema"):
             lines.append(
                 f"| {r['variant']} | {'on' if which == 'ema' else 'off'} | {r[f'{which}_fd']:.2f} | "
                 f"{r[f'{which}_fd'] / floor:.1f}× | {r[f'{which}_kid']:.2f} | {r[f'{which}_precision']:.3f} | "
-                f"{r[f'{which}_recall']:.3f} | {r[f'{which}_classes']:.0f} | {r['train_cpu_seconds']:.0f} |"
+                f"{r[f'{which}_recall']:.3f} | {r[f'{which}_classes']:.0f} | "
+                f"{accuracy(r[f'{which}_label_accuracy'])} | {r['train_cpu_seconds']:.0f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def accuracy(value: float) -> str:
+    return "—" if value != value else f"{100 * value:.1f} %"
 
 
 def main() -> None:

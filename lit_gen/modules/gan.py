@@ -152,6 +152,9 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         self.weight_clip = weight_clip
         self.pack = pack
         self.augment_policy = parse_policy(diffaugment or "")
+        data_shape = tuple(getattr(self.generator, "image_shape", (1, 28, 28)))
+        if self.augment_policy and len(data_shape) != 3:
+            raise ValueError(f"diffaugment augments images (C, H, W); this generator makes {data_shape}: unset it")
         self.instance_noise = instance_noise
         self.instance_noise_steps = instance_noise_steps
         self.generator_clip_norm = generator_clip_norm
