@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lit_gen import GANModule, VAEModule
 from lit_gen.callbacks import SaveOnException
@@ -69,7 +70,7 @@ def test_an_exception_mid_epoch_leaves_a_resumable_checkpoint(tmp_path: Path) ->
     t = trainer(tmp_path, limit_train_batches=6, callbacks=callbacks, enable_checkpointing=True)
     with pytest.raises(RuntimeError, match="injected failure"):
         t.fit(tiny_gan(), datamodule=digits())
-    ckpt = tmp_path / "on_exception.ckpt"  # no ModelCheckpoint here: default_root_dir
+    ckpt = tmp_path / "checkpoints" / "on_exception.ckpt"  # beside the default ModelCheckpoint's files
     assert torch.load(ckpt, weights_only=True)["global_step"] == 6
     resumed = trainer(tmp_path, limit_train_batches=6)
     module = tiny_gan()
@@ -85,11 +86,26 @@ def test_a_stray_on_exception_checkpoint_is_not_resumed_by_a_new_fit(tmp_path: P
     t = trainer(tmp_path, limit_train_batches=6, callbacks=callbacks, enable_checkpointing=True)
     with pytest.raises(RuntimeError, match="injected failure"):
         t.fit(tiny_gan(), datamodule=digits())
-    assert (tmp_path / "on_exception.ckpt").exists()
+    assert (tmp_path / "checkpoints" / "on_exception.ckpt").exists()
     fresh = trainer(tmp_path, limit_train_batches=2, callbacks=[SaveOnException()], enable_checkpointing=True)
     module = tiny_gan()
     fresh.fit(module, datamodule=digits())
     assert module.generator_steps.item() == 2  # started from scratch, not from the crashed run's 3 steps
+
+
+def test_a_new_fit_does_not_resume_an_earlier_runs_last_checkpoint(tmp_path: Path) -> None:
+    # With an OnExceptionCheckpoint among the callbacks, Lightning resumes `fit(ckpt_path=None)` from "last".
+    def run(batches: int) -> GANModule:
+        checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpts", save_last=True)
+        t = trainer(tmp_path, limit_train_batches=batches, callbacks=[checkpoint, SaveOnException()],
+                    enable_checkpointing=True)  # fmt: skip
+        module = tiny_gan()
+        t.fit(module, datamodule=digits())
+        return module
+
+    run(3)
+    assert (tmp_path / "ckpts" / "last.ckpt").exists()
+    assert run(2).generator_steps.item() == 2
 
 
 def test_ckpt_path_last_prefers_the_newest_of_last_and_on_exception(tmp_path: Path) -> None:

@@ -142,6 +142,14 @@ def test_lazy_gradient_penalty_runs_every_k_th_d_step_with_weight_k(
     assert module.last_penalty.item() == pytest.approx(interval * 10.0 * calls[-1][1].item(), abs=1e-6)
 
 
+def test_lazy_regularization_counts_discriminator_steps_across_n_critic(tmp_path, monkeypatch) -> None:
+    # n_critic=2, interval 3: D steps 0..7 over 4 batches, the penalty on D steps 0, 3, 6 (batches 0, 1, 3)
+    module = tiny_gan(r1_gamma=1.0, d_reg_interval=3, n_critic=2)
+    calls = record_calls(monkeypatch, "input_gradient_sq_norm", module)
+    trainer(tmp_path, limit_train_batches=4, limit_val_batches=0).fit(module, datamodule=digits())
+    assert [step for step, _ in calls] == [0, 1, 3]
+
+
 # -- penalty weights in the module -----------------------------------------------------------------------------------
 class LinearCritic(nn.Module):
     """``D(x) = <w, flatten(x)>`` with ``w = 0.25`` everywhere: gradient ``w`` for every input, ``||w|| = 2``."""
@@ -191,6 +199,32 @@ def test_packed_gan_feeds_the_discriminator_packs_of_four(tmp_path) -> None:
     module = GANModule(generator=MLPGenerator(4, (1, 8, 8), (16,)), discriminator=recording, pack=4)
     trainer(tmp_path, limit_train_batches=2, limit_val_batches=1).fit(module, datamodule=digits())
     assert len(recording.calls) >= 6 and {c["x"].shape for c in recording.calls} == {(4, 4, 8, 8)}
+
+
+def test_packed_gan_validates_a_last_batch_smaller_than_the_pack(tmp_path) -> None:
+    L.seed_everything(0, verbose=False)
+    module = GANModule(
+        generator=MLPGenerator(4, (1, 8, 8), (16,)), discriminator=MLPDiscriminator((4, 8, 8), (16,)), pack=4
+    )
+    module.log_dict = lambda metrics, **kwargs: logged.append(metrics)  # type: ignore[method-assign]
+    logged: list = []
+    batch = (torch.zeros(3, 1, 8, 8), torch.zeros(3, dtype=torch.long))
+    module._evaluate(batch, "val", 0)  # 3 images: no complete pack, no D metrics, no error
+    assert logged == []
+    module._evaluate((torch.zeros(6, 1, 8, 8), torch.zeros(6, dtype=torch.long)), "val", 0)  # 6 -> one pack of 4
+    assert set(logged[0]) == {"val/d_loss", "val/g_loss", "val/d_real", "val/d_fake"}
+
+
+def test_conditional_gan_on_data_with_another_class_count_is_refused(tmp_path) -> None:
+    L.seed_everything(0, verbose=False)
+    module = GANModule(
+        generator=MLPGenerator(4, (1, 8, 8), (16,), num_classes=5),
+        discriminator=MLPDiscriminator((1, 8, 8), (16,), num_classes=5),
+    )
+    with pytest.raises(
+        ValueError, match="conditional on 5 classes but the data has 10: build both nets with num_classes=10"
+    ):
+        trainer(tmp_path, limit_train_batches=1).fit(module, datamodule=digits())
 
 
 def test_packed_gan_names_the_shape_the_discriminator_needs() -> None:

@@ -88,3 +88,14 @@ def test_importing_nets_does_not_import_lightning() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_mlp_discriminator_loads_checkpoints_from_before_the_head_split() -> None:
+    torch.manual_seed(0)
+    new = MLPDiscriminator((1, 8, 8), (16, 8))
+    old_keys = {k.replace("head.", "net.4."): v for k, v in new.state_dict().items()}  # lit_gen 0.1's layout
+    assert "net.4.weight" in old_keys
+    again = MLPDiscriminator((1, 8, 8), (16, 8))
+    again.load_state_dict(old_keys)
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.equal(again(x), new(x))

@@ -44,8 +44,11 @@ def run_ddp(config: str, tmp_path: Path, *extra: str) -> subprocess.CompletedPro
     ("config", "extra"),
     [
         ("configs/gan/digits.yaml", ()),
-        ("configs/gan/digits.yaml", ("--model.n_critic=2", "--model.loss=wasserstein", "--model.ema_decay=0.9")),
-        ("configs/gan/digits.yaml", ("--model.accumulate_grad_batches=2", "--model.generator_clip_norm=1.0")),
+        ("configs/gan/digits.yaml", ("--model.n_critic=2", "--model.loss=wasserstein", "--model.gradient_penalty=10")),
+        (
+            "configs/gan/digits.yaml",
+            ("--model.accumulate_grad_batches=2", "--model.generator_clip_norm=1.0", "--model.ema_decay=0.9"),
+        ),  # the EMA too
         ("configs/vae/digits.yaml", ()),
     ],
 )

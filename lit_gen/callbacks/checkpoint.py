@@ -8,15 +8,18 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
-class SaveOnException(OnExceptionCheckpoint):
-    """Lightning's ``OnExceptionCheckpoint``, writing ``on_exception.ckpt`` into the ModelCheckpoint's directory.
+class SaveOnException(L.Callback):
+    """Writes ``on_exception.ckpt`` into the ModelCheckpoint's directory when training dies of an exception.
 
-    The file stays only when training ended in an exception (Lightning removes it after a normal end), and
-    ``lit-gen fit ... --ckpt_path last`` resumes from it when it is newer than ``last.ckpt``.
+    The file stays only when training ended in an exception (it is removed after a normal end), and
+    ``lit-gen fit ... --ckpt_path last`` resumes from it when it is newer than ``last.ckpt``. It does what Lightning's
+    ``OnExceptionCheckpoint`` does without being one: Lightning turns ``fit(ckpt_path=None)`` into ``"last"`` whenever
+    an ``OnExceptionCheckpoint`` is present, so a new run silently resumed any ``last.ckpt`` or stray
+    ``on_exception.ckpt`` in its directories.
 
     Args:
         dirpath: where to write; default: the directory of the trainer's ModelCheckpoint, else ``default_root_dir``.
@@ -24,32 +27,34 @@ class SaveOnException(OnExceptionCheckpoint):
     """
 
     def __init__(self, dirpath: str | None = None, filename: str = "on_exception") -> None:
-        super().__init__(dirpath or ".", filename)
+        if not filename:
+            raise ValueError("filename cannot be empty")
+        self.dirpath, self.filename = dirpath, filename
         self._explicit = dirpath is not None
-        self._resolved = False
 
     @property
-    def ckpt_path(self) -> str | None:  # type: ignore[override]
-        """None until training starts: Lightning's ``fit(ckpt_path=None)`` resumes from any OnExceptionCheckpoint's
-        existing file, and a stray ``./on_exception.ckpt`` of an unrelated run must not be picked up that way."""
-        return super().ckpt_path if self._resolved else None
+    def ckpt_path(self) -> str:
+        return os.path.join(self.dirpath or ".", self.filename + ".ckpt")
 
     def _resolve(self, trainer: L.Trainer) -> None:
         # ModelCheckpoint resolves its directory in its own setup, which Lightning runs after the other callbacks'.
         if not self._explicit:
             model_checkpoints = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]  # type: ignore[attr-defined]
             self.dirpath = (model_checkpoints[0].dirpath if model_checkpoints else None) or trainer.default_root_dir
-        self._resolved = True
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._resolve(trainer)
 
     def on_exception(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-        if not self._resolved:
+        if self.dirpath is None:
             self._resolve(trainer)
-        super().on_exception(trainer, *args, **kwargs)
+        trainer.save_checkpoint(self.ckpt_path)
         if trainer.is_global_zero:
             print(f"lit-gen: training stopped by an exception; its state is saved in {self.ckpt_path}", flush=True)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is not None:  # a normal end: the file is stale
+            trainer.strategy.remove_checkpoint(self.ckpt_path)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -68,8 +68,8 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         scheduler_interval: step both schedulers after every generator step (``"step"``) or at every epoch end.
         pack: PacGAN: the discriminator judges ``pack`` samples at once, stacked along the channels; build it for
             ``pack·C`` channels. Batches are trimmed to a multiple of ``pack``.
-        diffaugment: DiffAugment policy, e.g. ``"color,translation,cutout"``: the same differentiable random
-            augmentations on real and generated images before every discriminator call in training (images only).
+        diffaugment: DiffAugment policy, e.g. ``"color,translation,cutout"``: differentiable random augmentations
+            of that policy on real and generated images before every discriminator call in training (images only).
         instance_noise: std of Gaussian noise added to every discriminator input in training (0 = off).
         instance_noise_steps: anneal ``instance_noise`` linearly to 0 over this many generator steps (0 = constant).
         label_smoothing: one-sided label smoothing ε: real targets ``1 - ε`` (minimax, non-saturating, least squares).
@@ -206,6 +206,12 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
             labels = torch.arange(n, device=self.device) % self.num_classes
         elif not self.num_classes and labels is not None:
             raise ValueError("labels were given but the GAN is unconditional; build the nets with num_classes=K")
+        elif labels is not None and (
+            labels.shape != (n,) or not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes
+        ):
+            raise ValueError(
+                f"labels must have shape ({n},) with values in [0, {self.num_classes}), got {labels.tolist()}"
+            )
         g = self.sampling_generator
         with eval_mode(g):
             z = self.noise(n, rng)
@@ -219,10 +225,26 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         if self.flush_denormal:
             torch.set_flush_denormal(True)
 
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        data_classes = getattr(self.trainer.datamodule, "num_classes", None)
+        if self.num_classes and data_classes is not None and data_classes != self.num_classes:
+            raise ValueError(
+                f"the nets are conditional on {self.num_classes} classes but the data has {data_classes}: build both "
+                f"nets with num_classes={data_classes} (an image folder without class subfolders has 1 class; use "
+                "num_classes=0 for an unconditional GAN)"
+            )
+
     def on_train_start(self) -> None:
         super().on_train_start()
         self._step = int(self.generator_steps)
-        self._value_range = data_value_range(self) or (-1.0, 1.0)
+        value_range = data_value_range(self)
+        if self.augment_policy and value_range is None:
+            warnings.warn(
+                "diffaugment assumes images in [-1, 1]: the data has no `value_range` (use a lit_gen DataModule)",
+                stacklevel=1,
+            )
+        self._value_range = value_range or (-1.0, 1.0)
 
     def configure_optimizers(self) -> Any:
         g_factory, d_factory = self.optimizer_factories
@@ -262,7 +284,10 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
             return None
         labels = labels_of(batch)
         if labels is None:
-            raise ValueError("a conditional GAN (num_classes > 0) needs (images, labels) batches; the data has none")
+            raise ValueError(
+                "a conditional GAN (num_classes > 0) needs (images, labels) batches but the data has no labels: use a "
+                "labelled DataModule, or build the nets with num_classes=0"
+            )
         return labels
 
     def _discriminator_step(
@@ -411,15 +436,16 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         z = self.noise(real.shape[0], eval_rng(self, batch_idx))
         fake = self.generate(z, labels)  # the trained generator: the losses describe the game itself
         check_fake(fake, real)
-        real_logits = self._discriminate(pack_samples(real, self.pack), labels)
-        fake_logits = self._discriminate(pack_samples(fake, self.pack), labels)
-        metrics = {
-            "d_loss": self.losses.discriminator(real_logits, fake_logits),
-            "g_loss": self.losses.generator(fake_logits),
-            "d_real": real_logits.mean(),
-            "d_fake": fake_logits.mean(),
-        }
-        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, sync_dist=True, prog_bar=stage == "val")
+        if real.shape[0] >= self.pack:  # a last batch smaller than `pack` has no complete pack for D
+            real_logits = self._discriminate(pack_samples(real, self.pack), labels)
+            fake_logits = self._discriminate(pack_samples(fake, self.pack), labels)
+            metrics = {
+                "d_loss": self.losses.discriminator(real_logits, fake_logits),
+                "g_loss": self.losses.generator(fake_logits),
+                "d_real": real_logits.mean(),
+                "d_fake": fake_logits.mean(),
+            }
+            self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, sync_dist=True, prog_bar=stage == "val")
         if stage == "test" and self.evaluation is not None:
             if self.generator_ema is not None:  # sample metrics score the generator users sample from
                 fake = self.generator_ema(z, labels) if self.num_classes else self.generator_ema(z)

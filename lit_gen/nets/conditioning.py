@@ -17,7 +17,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 def check_labels(labels: Tensor | None, num_classes: int, batch: int, owner: str) -> Tensor | None:
     """Validate labels for a net with ``num_classes`` (0 = unconditional): int64, shape ``(B,)``, in ``[0, K)``.
 
-    The range check costs one device sync; it is skipped while tracing or compiling (export, ``torch.compile``).
+    The range is checked for CPU tensors only (on an accelerator it would cost a device sync per call; GANModule
+    checks the data's class count once per fit and ``sample``'s labels), and not while tracing or compiling.
 
     Raises:
         ValueError: labels missing for a conditional net, given to an unconditional one, or of the wrong
@@ -40,8 +41,8 @@ def check_labels(labels: Tensor | None, num_classes: int, batch: int, owner: str
             f"{owner} needs int64 labels of shape ({batch},), got {labels.dtype} of shape {tuple(labels.shape)}; "
             "convert them with labels.long().reshape(-1)"
         )
-    tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
-    if batch and not tracing and bool(((labels < 0) | (labels >= num_classes)).any()):
+    check_range = labels.device.type == "cpu" and not (torch.jit.is_tracing() or torch.compiler.is_compiling())
+    if batch and check_range and bool(((labels < 0) | (labels >= num_classes)).any()):
         raise ValueError(
             f"{owner} has num_classes={num_classes} but got labels in [{int(labels.min())}, {int(labels.max())}]; "
             f"labels must lie in [0, {num_classes}), or build the net with more classes"
@@ -84,7 +85,7 @@ def pack(x: Tensor, m: int) -> Tensor:
         return x
     n = x.shape[0] - x.shape[0] % m
     if n == 0:
-        raise ValueError(f"pack={m} needs batches of at least {m} samples, got {x.shape[0]}")
+        raise ValueError(f"pack={m} needs batches of at least {m} samples, got {x.shape[0]}: raise the batch size")
     return x[:n].reshape(n // m, m * x.shape[1], *x.shape[2:])
 
 

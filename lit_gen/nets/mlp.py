@@ -96,6 +96,13 @@ class MLPDiscriminator(nn.Module):
             raise ValueError("a conditional MLPDiscriminator needs at least one hidden layer for its projection")
         if spectral_norm:
             apply_spectral_norm(self)
+        self._last = f"net.{len(body) - 1}."  # the key of the last layer before it became `head` (lit_gen 0.1)
+        self._register_load_state_dict_pre_hook(self._rename_old_keys)
+
+    def _rename_old_keys(self, state_dict: dict, prefix: str, *args: object) -> None:
+        """Load checkpoints written before the last layer was split off as ``head``."""
+        for key in [k for k in state_dict if k.startswith(prefix + self._last)]:
+            state_dict[prefix + "head." + key.removeprefix(prefix + self._last)] = state_dict.pop(key)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """``(B, *image_shape)`` (and labels ``(B,)`` when conditional) -> ``(B,)``."""
