@@ -51,7 +51,21 @@ def assert_same(a: object, b: object, where: str = "") -> None:
     ("config", "extra"),
     [
         ("configs/gan/digits.yaml", ()),
-        ("configs/gan/digits.yaml", ("--model.ema_decay=0.99", "--model.ema_warmup=10")),  # the EMA resumes too
+        (  # the EMA, lazy R1, annealed instance noise and per-step schedules resume too
+            "configs/gan/digits.yaml",
+            (
+                "--model.ema_decay=0.99",
+                "--model.ema_warmup=10",
+                "--model.r1_gamma=0.1",
+                "--model.d_reg_interval=4",
+                "--model.instance_noise=0.1",
+                "--model.instance_noise_steps=60",
+                "--model.scheduler_interval=step",
+                "--model.generator_scheduler=torch.optim.lr_scheduler.LinearLR",
+                "--model.generator_scheduler.init_args.end_factor=0.1",
+                "--model.generator_scheduler.init_args.total_iters=100",
+            ),
+        ),
         ("configs/vae/digits.yaml", ()),
     ],
 )
