@@ -1,0 +1,360 @@
+"""VQVAEModule: the VQ-VAE (van den Oord et al. 2017, arXiv 1711.00937) under Lightning's automatic optimization,
+with lossy compression to byte strings whose length is the rate.
+
+Per example: ``loss = recon + ||sg(z_e) - e||² + β·||z_e - sg(e)||²`` (the codebook term only when the codebook is
+learned by gradient; with ``VectorQuantizer(ema=True)`` it follows moving averages instead).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal, NamedTuple
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric
+
+from lit_gen.compression import Method, code_probabilities, decode_codes, encode_codes, information_bits
+from lit_gen.losses.vae import likelihood_mean, params_per_pixel, reconstruction_nll
+from lit_gen.losses.vq import codebook_loss, commitment_loss, perplexity, squared_error
+from lit_gen.metrics.likelihood import LikelihoodMetrics
+from lit_gen.modules.common import eval_mode, images_of, object_args_to_ignore, shape_text
+from lit_gen.modules.evaluation import data_value_range
+from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
+from lit_gen.modules.resume import ResumableRNG
+from lit_gen.modules.vae import default_adam
+from lit_gen.nets.vq import Quantized, VectorQuantizer
+from lit_gen.nets.vq_conv import VQDecoder, VQEncoder
+
+Reconstruction = Literal["mse", "bernoulli", "gaussian", "discretized_logistic"]
+
+
+class VQVAEOutput(NamedTuple):
+    """What :meth:`VQVAEModule.forward` returns.
+
+    Attributes:
+        recon: decoder outputs ``(B, C, H, W)``: means (``mse``, ``gaussian``) or logits (``bernoulli``).
+        z_e: encoder outputs ``(B, D, *grid)``.
+        quantized: the quantizer's :class:`~lit_gen.nets.vq.Quantized` (codes ``(B, *grid)``, codewords, counts).
+    """
+
+    recon: Tensor
+    z_e: Tensor
+    quantized: Quantized
+
+
+class VQVAEModule(ResumableRNG):
+    """A VQ-VAE: encoder -> nearest-code quantizer (straight-through) -> decoder, and a codec of its integer codes.
+
+    Args:
+        encoder: ``x (B, C, H, W) -> z_e (B, D, *grid)``. Default: :class:`~lit_gen.nets.VQEncoder` for 1×28×28.
+        decoder: ``(B, D, *grid) -> (B, C, H, W)`` means or logits. Default: :class:`~lit_gen.nets.VQDecoder`.
+        quantizer: a :class:`~lit_gen.nets.VectorQuantizer` with ``code_dim = D``. Default: 128 codes of 16 dims, EMA.
+        likelihood: the reconstruction term per example: ``"mse"`` (squared error summed over pixels), or the
+            negative log-likelihood in nats of ``"bernoulli"`` (pixels in [0, 1]), ``"gaussian"`` (fixed
+            ``gaussian_std``) or ``"discretized_logistic"`` (8-bit pixels; the decoder outputs 2·C channels).
+        gaussian_std: standard deviation of the Gaussian likelihood.
+        commitment: β, the weight of the commitment loss (0.25 in the paper).
+        optimizer: ``params -> Optimizer``; default Adam(lr=1e-3).
+        lr_scheduler: ``optimizer -> LRScheduler`` stepped every epoch; None = constant.
+        flush_denormal: ``torch.set_flush_denormal(True)`` at setup (denormals slow CPU training).
+        nonfinite: a NaN/inf loss ``"stop"``s training with an error naming the step, or the batch is ``"skip"``ped.
+        recount_codes: count the codes of the training split (eval mode) at the start of every validation (and of a
+            test when none were counted yet): the frequencies of the entropy coder, stored in checkpoints.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder: nn.Module | None = None,
+        decoder: nn.Module | None = None,
+        quantizer: VectorQuantizer | None = None,
+        likelihood: Reconstruction = "mse",
+        gaussian_std: float = 0.1,
+        commitment: float = 0.25,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        flush_denormal: bool = True,
+        nonfinite: NonFinitePolicy = "stop",
+        recount_codes: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            ignore=object_args_to_ignore(
+                encoder=encoder, decoder=decoder, quantizer=quantizer, optimizer=optimizer, lr_scheduler=lr_scheduler
+            )
+        )
+        if likelihood != "mse":
+            params_per_pixel(likelihood)  # names the choices when unknown
+        if commitment < 0:
+            raise ValueError(f"commitment must be >= 0, got {commitment}")
+        if gaussian_std <= 0:
+            raise ValueError(f"gaussian_std must be > 0, got {gaussian_std}")
+        self.encoder = encoder if encoder is not None else VQEncoder(code_dim=16)
+        self.decoder = decoder if decoder is not None else VQDecoder(code_dim=16)
+        self.quantizer = quantizer if quantizer is not None else VectorQuantizer(num_codes=128, code_dim=16)
+        dims = {
+            getattr(self.encoder, "code_dim", None),
+            self.quantizer.code_dim,
+            getattr(self.decoder, "code_dim", None),
+        }
+        dims.discard(None)
+        if len(dims) > 1:
+            raise ValueError(f"code sizes disagree: the encoder, quantizer and decoder give code_dim {sorted(dims)}")
+        grids = getattr(self.encoder, "grid", None), getattr(self.decoder, "grid", None)
+        if None not in grids and grids[0] != grids[1]:
+            raise ValueError(
+                f"the encoder makes a {shape_text(grids[0])} grid of codes but the decoder takes "
+                f"{shape_text(grids[1])}: build both for the same image_shape and downsample"
+            )
+        self.likelihood, self.gaussian_std, self.commitment = likelihood, gaussian_std, commitment
+        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
+        self.flush_denormal = flush_denormal
+        self.nonfinite = check_policy(nonfinite)
+        self.recount_codes = recount_codes
+        self.register_buffer("code_counts", torch.zeros(self.num_codes, dtype=torch.long))
+        self.register_buffer("pixel_range", torch.tensor([0.0, 1.0]))  # the data's value_range, set at setup
+        self.test_metrics = LikelihoodMetrics()
+        self.bit_metrics = nn.ModuleDict(
+            {k: MeanMetric() for k in ("bits_per_image", "bits_fixed", "bits_information")}
+        )
+        self._epoch_counts: Tensor | None = None
+
+    @property
+    def num_codes(self) -> int:
+        """The codebook size ``K``."""
+        return self.quantizer.num_codes
+
+    # -- the model ---------------------------------------------------------------------------------------------------
+    def encode(self, x: Tensor) -> Tensor:
+        """``(B, C, H, W) -> z_e (B, D, *grid)``."""
+        return self.encoder(x)
+
+    def quantize(self, z_e: Tensor) -> Quantized:
+        """Nearest codes of ``z_e``; in training mode the quantizer also updates its codebook."""
+        return self.quantizer(z_e)
+
+    def decode(self, z_q: Tensor) -> Tensor:
+        """``(B, D, *grid) -> (B, C, H, W)``: the mean of p(x|z_q), in the data's pixel range."""
+        params = self.decoder(z_q)
+        return params if self.likelihood == "mse" else likelihood_mean(params, self.likelihood, self._pixel_range())
+
+    def forward(self, x: Tensor) -> VQVAEOutput:
+        """Encode, quantize (straight-through), decode."""
+        z_e = self.encode(x)
+        quantized = self.quantize(z_e)
+        recon = self.decoder(quantized.quantized)
+        channels = x.shape[1] * (1 if self.likelihood == "mse" else params_per_pixel(self.likelihood))
+        if recon.shape != (x.shape[0], channels, *x.shape[2:]):
+            raise ValueError(
+                f"the decoder makes {shape_text(recon.shape[1:])} images but the data is {shape_text(x.shape[1:])}: "
+                f"build the nets for the data (image_shape: {list(x.shape[1:])}) or resize the data "
+                f"(--data.image_size); the {self.likelihood} likelihood needs {channels} output channels"
+            )
+        return VQVAEOutput(recon, z_e, quantized)
+
+    @torch.no_grad()
+    def codes(self, x: Tensor) -> Tensor:
+        """``(B, C, H, W) -> (B, *grid)`` int64 codes, in eval mode."""
+        with eval_mode(self):
+            return self.quantize(self.encode(x)).codes
+
+    @torch.no_grad()
+    def decode_codes(self, codes: Tensor) -> Tensor:
+        """``(B, *grid)`` int64 codes -> images ``(B, C, H, W)``, in eval mode."""
+        with eval_mode(self):
+            return self.decode(self.quantizer.lookup(codes.to(self.device)))
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """``decode(quantize(encode(x)))`` in eval mode, equal to ``decompress(compress(x))`` bit for bit."""
+        with eval_mode(self):
+            return self.decode(self.quantize(self.encode(x)).quantized)
+
+    # -- compression -------------------------------------------------------------------------------------------------
+    def code_probabilities(self) -> Any:
+        """The entropy coder's model: ``(K,)`` float64 numpy probabilities of :attr:`code_counts`, add-one smoothed."""
+        if int(self.code_counts.sum()) == 0:
+            raise ValueError(
+                "no code frequencies yet: count them with module.count_codes(train_batches) (lit-gen fit does it at "
+                "every validation), or compress with method='fixed'"
+            )
+        return code_probabilities(self.code_counts)
+
+    def compress(self, x: Tensor, method: Method = "frequency", batched: bool = False) -> list[bytes]:
+        """Images ``(B, C, H, W)`` -> one self-describing byte string per image; its length is the rate.
+
+        Args:
+            x: images in the data's pixel range.
+            method: ``"frequency"`` (range-coded under the training split's code frequencies) or ``"fixed"``
+                (``ceil(log2 K)`` bits per code).
+            batched: one byte string for the whole batch instead (one header, one coder flush).
+        """
+        probabilities = self.code_probabilities() if method == "frequency" else None
+        codes = self.codes(x).cpu()
+        if batched:
+            return [encode_codes(codes, self.num_codes, method, probabilities, batched=True)]
+        return [encode_codes(c, self.num_codes, method, probabilities) for c in codes]
+
+    def decompress(self, data: Sequence[bytes]) -> Tensor:
+        """Byte strings of :meth:`compress` -> reconstructions ``(N, C, H, W)``, decoded as one batch."""
+        probabilities = code_probabilities(self.code_counts) if int(self.code_counts.sum()) else None
+        return self.decode_codes(torch.cat([decode_codes(d, self.num_codes, probabilities) for d in data]))
+
+    @torch.no_grad()
+    def count_codes(self, batches: Iterable[Any]) -> Tensor:
+        """Count the codes of ``batches`` (images or ``(images, labels)`` on this device, in the data's pixel
+        range) into :attr:`code_counts`, replacing the old counts. Returns the counts ``(K,)``."""
+        counts = torch.zeros(self.num_codes, dtype=torch.long, device=self.device)
+        for batch in batches:
+            counts += torch.bincount(self.codes(images_of(batch)).flatten(), minlength=self.num_codes)
+        self.code_counts.copy_(counts)
+        return counts
+
+    # -- the objective -----------------------------------------------------------------------------------------------
+    def loss_terms(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """Batch means per example: ``loss``, ``recon``, ``commitment`` (and ``codebook``); and the code counts."""
+        if self.likelihood == "bernoulli" and not getattr(self, "_range_checked", False):
+            low, high = float(x.min()), float(x.max())
+            if low < 0 or high > 1:
+                raise ValueError(
+                    f"the Bernoulli likelihood needs pixels in [0, 1] but the data spans [{low:.2f}, {high:.2f}]; "
+                    "set the data's value_range to [0, 1] (--data.value_range=[0,1]) or use likelihood=mse"
+                )
+            self._range_checked = True
+        out = self(x)
+        if self.likelihood == "mse":
+            recon = squared_error(out.recon, x).mean()
+        else:
+            nll = reconstruction_nll(out.recon, x, self.likelihood, self.gaussian_std, self._pixel_range())
+            recon = nll.mean()
+        commit = commitment_loss(out.z_e, out.quantized.codewords).mean()
+        terms = {"recon": recon, "commitment": commit}
+        loss = recon + self.commitment * commit
+        if not self.quantizer.ema:
+            terms["codebook"] = codebook_loss(out.z_e, out.quantized.codewords).mean()
+            loss = loss + terms["codebook"]
+        return {"loss": loss, **terms}, out.quantized.counts
+
+    # -- Lightning hooks ---------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if self.flush_denormal:
+            torch.set_flush_denormal(True)
+        value_range = data_value_range(self)
+        if value_range is not None:
+            self.pixel_range.copy_(torch.tensor(value_range))
+
+    def _pixel_range(self) -> tuple[float, float]:
+        """The data's value_range, which only the discretized logistic uses (read without a host sync otherwise)."""
+        if self.likelihood != "discretized_logistic":
+            return (0.0, 1.0)
+        low, high = self.pixel_range.tolist()
+        return low, high
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        if self.nonfinite == "skip" and self.trainer.world_size > 1:
+            raise ValueError(
+                "VQVAEModule(nonfinite='skip') cannot run on several processes: Lightning refuses to skip a step in "
+                "distributed automatic optimization; use nonfinite='stop' (the default) under DDP"
+            )
+
+    def configure_optimizers(self) -> Any:
+        opt = (self.optimizer_factory or default_adam)(self.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": self.scheduler_factory(opt)}
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
+        terms, counts = self.loss_terms(images_of(batch))
+        if not loss_is_finite(self, "VQ-VAE loss", terms["loss"], self.nonfinite, batch_idx):
+            return None  # Lightning skips the backward pass and the optimizer step
+        self.log_dict({f"train/{k}": v for k, v in terms.items()}, prog_bar=True)
+        usage = {"perplexity": perplexity(counts), "usage": (counts > 0).float().mean()}
+        self.log_dict({f"train/{k}": v for k, v in usage.items()})
+        self.log("train/restarts", self.quantizer.restarts.float(), reduce_fx="max")
+        return terms["loss"]
+
+    def on_validation_epoch_start(self) -> None:
+        if self.recount_codes and not self.trainer.sanity_checking:
+            self._count_training_codes()
+        self._epoch_counts = torch.zeros(self.num_codes, dtype=torch.long, device=self.device)
+
+    def on_test_epoch_start(self) -> None:
+        if self.recount_codes and int(self.code_counts.sum()) == 0:
+            self._count_training_codes()
+        self._epoch_counts = torch.zeros(self.num_codes, dtype=torch.long, device=self.device)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(images_of(batch), "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        x = images_of(batch)
+        self._evaluate(x, "test")
+        self.test_metrics.update(x, self.reconstruct(x), self._value_range(), None)
+        self.log_dict({f"test/{k}": m for k, m in self.test_metrics.metrics(False).items()})
+        self._update_bits(x)
+        self.log_dict({f"test/{k}": m for k, m in self.bit_metrics.items()})
+
+    def _evaluate(self, x: Tensor, stage: str) -> None:
+        terms, counts = self.loss_terms(x)
+        self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, sync_dist=True, prog_bar=stage == "val")
+        assert self._epoch_counts is not None
+        self._epoch_counts += counts
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_usage("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_usage("test")
+
+    def _log_usage(self, stage: str) -> None:
+        """Code usage over the whole split (all processes): perplexity, share of codes used, codes never used."""
+        counts = self.trainer.strategy.reduce(self._epoch_counts, reduce_op="sum")
+        used = int((counts > 0).sum())
+        self.log_dict({f"{stage}/perplexity": perplexity(counts), f"{stage}/usage": used / self.num_codes,
+                       f"{stage}/dead_codes": float(self.num_codes - used)})  # fmt: skip
+
+    def _update_bits(self, x: Tensor) -> None:
+        """The rate of each test image: its frequency-coded bytes (fixed-format bytes without frequencies), the
+        fixed-length ``grid·log2 K`` and the information content ``-Σ log2 p(code)``, all in bits."""
+        codes = self.codes(x)
+        fixed = math.prod(codes.shape[1:]) * math.log2(self.num_codes)
+        self.bit_metrics["bits_fixed"].update(torch.full((len(x),), fixed, device=self.device))
+        counted = int(self.code_counts.sum()) > 0
+        method: Method = "frequency" if counted else "fixed"
+        stored = self.compress(x, method)
+        self.bit_metrics["bits_per_image"].update(torch.tensor([8.0 * len(b) for b in stored], device=self.device))
+        if counted:
+            bits = information_bits(codes, self.code_probabilities()).float()
+            self.bit_metrics["bits_information"].update(bits)
+
+    def _count_training_codes(self) -> None:
+        datamodule = self.trainer.datamodule
+        if datamodule is None:
+            rank_zero_warn("VQVAEModule(recount_codes=True) needs a DataModule to count the codes of its train split")
+            return
+        splits = getattr(datamodule, "splits", None)  # an ImageDataModule: every image, none dropped or shuffled
+        if isinstance(splits, dict) and "train" in splits:
+            loader: Iterable[Any] = DataLoader(splits["train"], batch_size=getattr(datamodule, "batch_size", 64))
+        else:
+            loader = datamodule.train_dataloader()
+        self.count_codes(self._apply_batch_transfer_handler(batch) for batch in loader)
+
+    def _value_range(self) -> tuple[float, float]:
+        value_range = data_value_range(self)
+        if value_range is None and self.likelihood != "bernoulli":
+            raise ValueError(
+                "the test metrics need the data's pixel range: test with a DataModule that has value_range"
+            )
+        return value_range or (0.0, 1.0)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
+        """``{"inputs", "reconstructions"}``, each ``(B, C, H, W)`` in the data's pixel range; the reconstructions are
+        what :meth:`decompress` makes of :meth:`compress`."""
+        x = images_of(batch)
+        return {"inputs": x, "reconstructions": self.reconstruct(x)}
