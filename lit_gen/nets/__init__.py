@@ -6,7 +6,6 @@ from lit_gen.nets.conv_vae import ConvDecoder, ConvEncoder
 from lit_gen.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from lit_gen.nets.mlp import MLPDecoder, MLPDiscriminator, MLPEncoder, MLPGenerator
 from lit_gen.nets.resnet import ResNetDiscriminator, ResNetGenerator
-from lit_gen.nets.resnet_vae import ResNetDecoder, ResNetEncoder
 from lit_gen.nets.vq import VectorQuantizer
 from lit_gen.nets.vq_conv import VQDecoder, VQEncoder
 
@@ -21,9 +20,7 @@ __all__ = [
     "MLPDiscriminator",
     "MLPEncoder",
     "MLPGenerator",
-    "ResNetDecoder",
     "ResNetDiscriminator",
-    "ResNetEncoder",
     "ResNetGenerator",
     "VQDecoder",
     "VQEncoder",
