@@ -30,6 +30,7 @@ from lit_gen.modules.vae import default_adam
 from lit_gen.nets.vq import Quantized, VectorQuantizer
 from lit_gen.nets.vq_conv import VQDecoder, VQEncoder
 
+RANGE_KEY = "lit_gen_value_range"
 Reconstruction = Literal["mse", "bernoulli", "gaussian", "discretized_logistic"]
 
 
@@ -117,7 +118,8 @@ class VQVAEModule(ResumableRNG):
         self.nonfinite = check_policy(nonfinite)
         self.recount_codes = recount_codes
         self.register_buffer("code_counts", torch.zeros(self.num_codes, dtype=torch.long))
-        self.register_buffer("pixel_range", torch.tensor([0.0, 1.0]))  # the data's value_range, set at setup
+        # the data's value_range, set at setup and saved in checkpoints beside the state dict (older ones lack it)
+        self.register_buffer("pixel_range", torch.tensor([0.0, 1.0]), persistent=False)
         self.test_metrics = LikelihoodMetrics()
         self.bit_metrics = nn.ModuleDict(
             {k: MeanMetric() for k in ("bits_per_image", "bits_fixed", "bits_information")}
@@ -247,6 +249,15 @@ class VQVAEModule(ResumableRNG):
         value_range = data_value_range(self)
         if value_range is not None:
             self.pixel_range.copy_(torch.tensor(value_range))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[RANGE_KEY] = self.pixel_range.tolist()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if RANGE_KEY in checkpoint:
+            self.pixel_range.copy_(torch.tensor(checkpoint[RANGE_KEY]))
 
     def _pixel_range(self) -> tuple[float, float]:
         """The data's value_range, which only the discretized logistic uses (read without a host sync otherwise)."""
