@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -126,3 +128,33 @@ def test_count_codes_counts_every_code_of_the_batches() -> None:
     assert torch.equal(module.code_counts, counts)
     manual = torch.bincount(torch.cat([module.codes(b).flatten() for b in batches]), minlength=16)
     assert torch.equal(counts, manual)
+
+
+def test_codec_script_round_trips_image_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from torchvision.io import decode_image, write_png
+
+    from lit_gen.cli import LitGenCLI
+    from tests.test_cli import FAST, ROOT
+
+    config = str(ROOT / "configs" / "vae" / "vqvae_digits.yaml")
+    cli = LitGenCLI(args=["fit", "--config", config, f"--trainer.logger.init_args.save_dir={tmp_path}", *FAST])
+    ckpt = str(Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt")
+    module, dm = cli.model.eval(), cli.datamodule
+    images = torch.stack([dm.splits["test"][i][0] for i in range(3)])  # uint8 (3, 1, 8, 8)
+    pngs = [str(tmp_path / f"digit{i}.png") for i in range(3)]
+    for path, image in zip(pngs, images, strict=True):
+        write_png(image, path)
+    spec = importlib.util.spec_from_file_location("vq_codec", ROOT / "scripts" / "vq_codec.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    capsys.readouterr()
+
+    script.main(["compress", *pngs, "--ckpt", ckpt, "--out", str(tmp_path / "codes")])
+    files = [tmp_path / "codes" / f"digit{i}.vq" for i in range(3)]
+    assert [f.read_bytes() for f in files] == module.compress(dm.to_float(images))
+    assert f"{sum(f.stat().st_size for f in files)} bytes in all" in capsys.readouterr().out
+
+    script.main(["decompress", *map(str, files), "--ckpt", ckpt, "--out", str(tmp_path / "images")])
+    decoded = torch.stack([decode_image(str(tmp_path / "images" / f"digit{i}.png")) for i in range(3)])
+    assert torch.equal(decoded, dm.to_uint8(module.reconstruct(dm.to_float(images))))

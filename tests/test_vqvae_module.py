@@ -202,3 +202,17 @@ def test_cifar10_config_trains_on_files_in_torchvisions_format(tmp_path: Path, m
                   *FAST[:1], *FAST[3:])  # fmt: skip
     assert cli.datamodule.image_shape == (3, 32, 32) and cli.model.quantizer.num_codes == 512
     assert cli.model.encoder.grid == (8, 8) and (Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow  # two processes: about a minute on 2 shared cores
+def test_ddp_two_cpu_processes_keep_one_codebook(tmp_path: Path) -> None:
+    from tests.test_strategies import run_ddp
+
+    done = run_ddp("configs/vae/vqvae_digits.yaml", tmp_path, "--model.quantizer.init_args.restart_after=2",
+                   "--model.quantizer.init_args.num_codes=64")  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    rank0, rank1 = (torch.load(tmp_path / "weights" / f"rank{r}.pt") for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:  # EMA statistics summed over processes, restarts drawn on rank 0: one codebook
+        assert torch.equal(rank0[key], rank1[key]), key
+    assert rank0["quantizer.restarts"].item() > 0 and int(rank0["code_counts"].sum()) > 0
