@@ -6,6 +6,7 @@ from lit_gen.nets.conv_vae import ConvDecoder, ConvEncoder
 from lit_gen.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from lit_gen.nets.mlp import MLPDecoder, MLPDiscriminator, MLPEncoder, MLPGenerator
 from lit_gen.nets.resnet import ResNetDiscriminator, ResNetGenerator
+from lit_gen.nets.resnet_vae import ResNetDecoder, ResNetEncoder
 from lit_gen.nets.vq import VectorQuantizer
 from lit_gen.nets.vq_conv import VQDecoder, VQEncoder
 
@@ -20,7 +21,9 @@ __all__ = [
     "MLPDiscriminator",
     "MLPEncoder",
     "MLPGenerator",
+    "ResNetDecoder",
     "ResNetDiscriminator",
+    "ResNetEncoder",
     "ResNetGenerator",
     "VQDecoder",
     "VQEncoder",

@@ -82,20 +82,23 @@ class DownBlock(nn.Module):
 
     ``optimized=True`` is SNGAN's first block: conv3×3-ReLU-conv3×3-avgpool2 with an avgpool-conv1×1 shortcut.
     Otherwise: ReLU-conv3×3-ReLU-conv3×3(-avgpool2), shortcut conv1×1(-avgpool2), or the identity when the block
-    neither down-samples nor changes the width.
+    neither down-samples nor changes the width. ``norm=True`` puts a batch norm before each ReLU (for the ResNet VAE
+    nets of ``resnet_vae.py``; SNGAN's discriminator has none).
     """
 
-    def __init__(self, cin: int, cout: int, downsample: bool, optimized: bool = False) -> None:
+    def __init__(self, cin: int, cout: int, downsample: bool, optimized: bool = False, norm: bool = False) -> None:
         super().__init__()
         self.downsample = downsample or optimized
         self.optimized = optimized
+        self.bn1 = nn.BatchNorm2d(cin) if norm and not optimized else None
         self.conv1 = _conv(cin, cout, 3, math.sqrt(2))
+        self.bn2 = nn.BatchNorm2d(cout) if norm else None
         self.conv2 = _conv(cout, cout, 3, math.sqrt(2))
         self.shortcut = _conv(cin, cout, 1, 1.0) if self.downsample or cin != cout else None
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.conv1(x if self.optimized else F.relu(x))
-        h = self.conv2(F.relu(h))
+        h = self.conv1(x if self.optimized else F.relu(x if self.bn1 is None else self.bn1(x)))
+        h = self.conv2(F.relu(h if self.bn2 is None else self.bn2(h)))
         if self.downsample:
             h = F.avg_pool2d(h, 2)
         if self.optimized:
