@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +54,15 @@ def test_training_lowers_the_loss_and_logs_code_usage(tmp_path) -> None:
     assert metrics["val/dead_codes"].item() == pytest.approx(16 * (1 - metrics["val/usage"].item()))
     # the code frequencies were counted on the whole training split at the last validation
     assert int(module.code_counts.sum()) == len(dm.splits["train"]) * 16
+
+
+def test_counting_the_training_codes_leaves_the_training_rng_alone(tmp_path) -> None:
+    module, dm = tiny_vqvae(), digits(value_range=(0.0, 1.0))
+    trainer(tmp_path, limit_train_batches=1).fit(module, datamodule=dm)
+    module.code_counts.zero_()
+    state = torch.get_rng_state()
+    module._count_training_codes()
+    assert torch.equal(torch.get_rng_state(), state) and int(module.code_counts.sum()) == len(dm.splits["train"]) * 16
 
 
 def test_a_learned_codebook_gets_the_codebook_loss_gradient(tmp_path) -> None:
@@ -216,3 +229,33 @@ def test_ddp_two_cpu_processes_keep_one_codebook(tmp_path: Path) -> None:
     for key in rank0:  # EMA statistics summed over processes, restarts drawn on rank 0: one codebook
         assert torch.equal(rank0[key], rank1[key]), key
     assert rank0["quantizer.restarts"].item() > 0 and int(rank0["code_counts"].sum()) > 0
+
+
+@pytest.mark.slow  # three training runs in subprocesses: about a minute on 2 shared cores
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    import tests.test_resume as resume
+
+    # restarts every few steps draw from the training RNG; the codebook's EMA statistics and counters are buffers
+    extra = ("--model.quantizer.init_args.restart_after=3", "--model.quantizer.init_args.num_codes=64")
+    config = "configs/vae/vqvae_digits.yaml"
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(resume.command(config, straight, *extra), cwd=ROOT, env=resume.env(), check=True, timeout=300)
+    marker = tmp_path / "hanging"
+    hang = ["--trainer.callbacks+=tests.probes.Slow", "--trainer.callbacks.hang_at_step=51",
+            f"--trainer.callbacks.marker={marker}"]  # fmt: skip
+    run = subprocess.Popen(resume.command(config, killed, *extra, *hang), cwd=ROOT, env=resume.env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended before it reached step 51"
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert resume.final_state(killed)["global_step"] == 50
+    done = subprocess.run(resume.command(config, killed, *extra, "--ckpt_path=last"), cwd=ROOT, env=resume.env(),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = resume.final_state(straight), resume.final_state(killed)
+    assert a["global_step"] == b["global_step"] > 50 and a["state_dict"]["quantizer.restarts"].item() > 0
+    resume.assert_same(a["state_dict"], b["state_dict"], "state_dict")
+    resume.assert_same(a["optimizer_states"], b["optimizer_states"], "optimizer_states")

@@ -351,7 +351,9 @@ class VQVAEModule(ResumableRNG):
             return
         splits = getattr(datamodule, "splits", None)  # an ImageDataModule: every image, none dropped or shuffled
         if isinstance(splits, dict) and "train" in splits:
-            loader: Iterable[Any] = DataLoader(splits["train"], batch_size=getattr(datamodule, "batch_size", 64))
+            # its own generator: the loader's seed draw must not move the training RNG (exact resume)
+            batch_size = getattr(datamodule, "batch_size", 64)
+            loader: Iterable[Any] = DataLoader(splits["train"], batch_size=batch_size, generator=torch.Generator())
         else:
             loader = datamodule.train_dataloader()
         self.count_codes(self._apply_batch_transfer_handler(batch) for batch in loader)
