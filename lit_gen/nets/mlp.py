@@ -52,6 +52,7 @@ class MLPGenerator(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
         self.image_shape = check_data_shape(image_shape)
+        self.output_shape = self.image_shape  # an MLPDecoder's output may have more channels than its data
         self.num_classes = num_classes
         self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
         self.net = nn.Sequential(
@@ -64,7 +65,7 @@ class MLPGenerator(nn.Module):
         labels = check_labels(labels, self.num_classes, z.shape[0], type(self).__name__)
         if self.embed is not None and labels is not None:
             z = torch.cat([z, self.embed(labels)], dim=1)
-        return self.net(z).view(z.shape[0], *self.image_shape)
+        return self.net(z).view(z.shape[0], *self.output_shape)
 
 
 class MLPDiscriminator(nn.Module):
@@ -121,23 +122,45 @@ class MLPEncoder(nn.Module):
         image_shape: shape of one input, ``(channels, height, width)`` or ``(D,)`` for vectors.
         latent_dim: size of ``z``.
         hidden: widths of the hidden layers.
+        num_classes: > 0 makes it class-conditional (a conditional VAE), ``forward(x, labels)``: a class embedding
+            of ``latent_dim`` entries is concatenated to the flattened input.
     """
 
     def __init__(
-        self, image_shape: Sequence[int] = (1, 8, 8), latent_dim: int = 8, hidden: Sequence[int] = (256, 256)
+        self,
+        image_shape: Sequence[int] = (1, 8, 8),
+        latent_dim: int = 8,
+        hidden: Sequence[int] = (256, 256),
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         self.image_shape = check_data_shape(image_shape)
         self.latent_dim = latent_dim
-        self.net = mlp([math.prod(self.image_shape), *hidden, 2 * latent_dim])
+        self.num_classes = num_classes
+        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
+        self.net = mlp([math.prod(self.image_shape) + (latent_dim if num_classes else 0), *hidden, 2 * latent_dim])
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, C, H, W)`` -> ``(mu, logvar)``."""
-        return self.net(x.flatten(1)).chunk(2, dim=1)  # type: ignore[return-value]
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(B, C, H, W)`` (and labels ``(B,)`` when conditional) -> ``(mu, logvar)``."""
+        labels = check_labels(labels, self.num_classes, x.shape[0], "MLPEncoder")
+        h = x.flatten(1)
+        if self.embed is not None and labels is not None:
+            h = torch.cat([h, self.embed(labels)], dim=1)
+        return self.net(h).chunk(2, dim=1)  # type: ignore[return-value]
 
 
 class MLPDecoder(MLPGenerator):
-    """``z (B, latent_dim)`` -> decoder outputs ``(B, *image_shape)``: logits for a Bernoulli likelihood by default."""
+    """``z (B, latent_dim)`` -> decoder outputs ``(B, out_channels, ...)``: logits for a Bernoulli likelihood by
+    default.
+
+    Args:
+        latent_dim: size of ``z``.
+        image_shape: shape of one example of the data.
+        hidden: widths of the hidden layers.
+        output_activation: ``"none"`` for a VAE.
+        out_channels: size of the output's first axis; default the data's. ``2·C`` for the discretized logistic.
+        num_classes: > 0 makes it class-conditional, ``forward(z, labels)``.
+    """
 
     def __init__(
         self,
@@ -145,5 +168,10 @@ class MLPDecoder(MLPGenerator):
         image_shape: Sequence[int] = (1, 8, 8),
         hidden: Sequence[int] = (256, 256),
         output_activation: Literal["tanh", "sigmoid", "none"] = "none",
+        out_channels: int | None = None,
+        num_classes: int = 0,
     ) -> None:
-        super().__init__(latent_dim, image_shape, hidden, output_activation)
+        data_shape = check_data_shape(image_shape)
+        self.out_channels = out_channels or data_shape[0]
+        super().__init__(latent_dim, (self.out_channels, *data_shape[1:]), hidden, output_activation, num_classes)
+        self.image_shape = data_shape
