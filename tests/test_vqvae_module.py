@@ -98,6 +98,16 @@ def test_test_metrics_count_the_stored_bytes(tmp_path) -> None:
     assert {"test/perplexity", "test/usage", "test/dead_codes", "test/loss"} <= set(scores)
 
 
+def test_without_code_frequencies_the_test_rate_is_the_fixed_length_file(tmp_path) -> None:
+    module = tiny_vqvae(recount_codes=False)
+    dm = digits(value_range=(0.0, 1.0), batch_size=64)
+    t = trainer(tmp_path, limit_train_batches=2)
+    t.fit(module, datamodule=dm)
+    scores = t.test(module, datamodule=dm, verbose=False)[0]
+    assert int(module.code_counts.sum()) == 0 and "test/bits_information" not in scores
+    assert scores["test/bits_per_image"] == 8 * (5 + 16 * 4 / 8)  # a 5-byte header and 16 codes of 4 bits
+
+
 def test_predict_writes_inputs_beside_their_decompressed_reconstructions(tmp_path) -> None:
     module = tiny_vqvae()
     dm = digits(value_range=(0.0, 1.0), batch_size=32)

@@ -309,7 +309,8 @@ class VQVAEModule(ResumableRNG):
         self.test_metrics.update(x, self.reconstruct(x), self._value_range(), None)
         self.log_dict({f"test/{k}": m for k, m in self.test_metrics.metrics(False).items()})
         self._update_bits(x)
-        self.log_dict({f"test/{k}": m for k, m in self.bit_metrics.items()})
+        counted = int(self.code_counts.sum()) > 0  # without frequencies there is no information content to log
+        self.log_dict({f"test/{k}": m for k, m in self.bit_metrics.items() if counted or k != "bits_information"})
 
     def _evaluate(self, x: Tensor, stage: str) -> None:
         terms, counts = self.loss_terms(x)
