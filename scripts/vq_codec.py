@@ -4,9 +4,10 @@
     python scripts/vq_codec.py decompress --ckpt runs/vqvae-mnist/version_0/checkpoints/last.ckpt --out out/ codes/*.vq
 
 ``compress`` writes one ``<name>.vq`` file per image (a header naming the codebook size and grid, then the codes,
-range-coded under the training split's code frequencies, or ``--method fixed``) and prints the sizes: the file's
-length is the rate. ``decompress`` writes ``<name>.png``, the 8-bit reconstruction. Images must have the size and
-channel count the model was trained on; pixels are mapped to the data's ``value_range`` saved in the checkpoint.
+range-coded under the training split's code frequencies at each grid position, or ``--method frequency`` / ``fixed``)
+and prints the sizes: the file's length is the rate. ``decompress`` writes ``<name>.png``, the 8-bit reconstruction.
+Images must have the size and channel count the model was trained on; pixels are mapped to the data's
+``value_range`` saved in the checkpoint.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("files", nargs="+", type=Path, help="images to compress, or .vq files to decompress")
     parser.add_argument("--ckpt", type=Path, required=True, help="a VQVAEModule checkpoint written by `lit-gen fit`")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--method", choices=["frequency", "fixed"], default="frequency", help="default: frequency")
+    parser.add_argument("--method", choices=["position", "frequency", "fixed"], default=None,
+                        help="default: position, when the model counts codes per grid position")  # fmt: skip
     args = parser.parse_args(argv)
     if not args.ckpt.is_file():
         parser.error(f"checkpoint {args.ckpt} does not exist; pass the path of a .ckpt file written by `lit-gen fit`")

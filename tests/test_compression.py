@@ -93,7 +93,7 @@ def test_bad_data_is_refused_with_the_reason(data: bytes, message: str) -> None:
         decode_codes(data, 16)
 
 
-@pytest.mark.parametrize("method", ["fixed", "frequency"])
+@pytest.mark.parametrize("method", ["fixed", "frequency", "position"])
 def test_decompress_of_compress_equals_decode_of_quantize_of_encode(method: str) -> None:
     module = tiny_vqvae()
     train, test = digit_batches(2)
@@ -125,9 +125,34 @@ def test_count_codes_counts_every_code_of_the_batches() -> None:
     batches = digit_batches(2)
     counts = module.count_codes(batches)
     assert int(counts.sum()) == sum(len(b) for b in batches) * 16  # a 4×4 grid per image
-    assert torch.equal(module.code_counts, counts)
-    manual = torch.bincount(torch.cat([module.codes(b).flatten() for b in batches]), minlength=16)
-    assert torch.equal(counts, manual)
+    assert torch.equal(module.code_counts, counts) and counts.shape == (4, 4, 16)  # per grid position
+    codes = torch.cat([module.codes(b) for b in batches])
+    for i, j in [(0, 0), (1, 2), (3, 3)]:
+        assert torch.equal(counts[i, j], torch.bincount(codes[:, i, j], minlength=16))
+    assert module.code_probabilities("frequency").shape == (16,)
+    assert module.code_probabilities().shape == (4, 4, 16) and module.default_method == "position"
+
+
+def test_position_coding_by_hand_and_against_frequency_coding() -> None:
+    # codes that depend on the position only: code 2·i + j at (i, j) of a 2×2 grid, K = 4
+    counts = torch.zeros(2, 2, 4, dtype=torch.long)
+    for i in range(2):
+        for j in range(2):
+            counts[i, j, 2 * i + j] = 96  # p = 97/100 at its own cell, 1/100 for each other code
+    probabilities = code_probabilities(counts)
+    assert probabilities[0, 1].tolist() == pytest.approx([0.01, 0.97, 0.01, 0.01])
+    codes = torch.tensor([[[0, 1], [2, 3]], [[0, 1], [2, 0]]])  # the second image has one unlikely code
+    bits = information_bits(codes, probabilities)
+    assert bits.tolist() == pytest.approx([-4 * math.log2(0.97), -3 * math.log2(0.97) - math.log2(0.01)])
+    many = codes[:1].repeat(50, 1, 1)  # 200 typical codes: ~9 bits by position, 400 bits by frequency (2 bits each)
+    data = encode_codes(many, 4, "position", probabilities, batched=True)
+    assert torch.equal(decode_codes(data, 4, probabilities), many)
+    flat = code_probabilities(counts.sum((0, 1)))
+    frequency = encode_codes(many, 4, "frequency", flat, batched=True)
+    assert len(data) == 6 + 4 and len(frequency) >= 6 + 400 // 8  # the header, then whole 32-bit words
+    assert torch.equal(decode_codes(encode_codes(codes[1], 4, "position", probabilities), 4, probabilities), codes[1:])
+    with pytest.raises(ValueError, match=r"method 'position' needs code probabilities of shape \(2, 2, 4\)"):
+        encode_codes(codes[0], 4, "position", flat)
 
 
 def test_codec_script_round_trips_image_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

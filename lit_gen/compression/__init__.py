@@ -2,9 +2,12 @@
 
 from lit_gen.compression.codes import Method, decode_codes, encode_codes
 from lit_gen.compression.entropy import code_probabilities, information_bits
-from lit_gen.compression.format import Header, bits_per_code, read_header
+from lit_gen.compression.format import FIXED, FREQUENCY, POSITION, Header, bits_per_code, read_header
 
 __all__ = [
+    "FIXED",
+    "FREQUENCY",
+    "POSITION",
     "Header",
     "Method",
     "bits_per_code",

@@ -12,7 +12,6 @@ from torch import Tensor
 from lit_gen.compression.entropy import range_decode, range_encode
 from lit_gen.compression.format import (
     FIXED,
-    FREQUENCY,
     METHODS,
     Header,
     pack_fixed,
@@ -21,7 +20,7 @@ from lit_gen.compression.format import (
     write_header,
 )
 
-Method = Literal["fixed", "frequency"]
+Method = Literal["fixed", "frequency", "position"]
 
 
 def encode_codes(codes: Tensor, num_codes: int, method: Method = "frequency",
@@ -31,8 +30,10 @@ def encode_codes(codes: Tensor, num_codes: int, method: Method = "frequency",
     Args:
         codes: one example's codes, e.g. ``(7, 7)``, or with ``batched`` those of ``B`` examples, ``(B, 7, 7)``.
         num_codes: the codebook size ``K``.
-        method: ``"fixed"`` (``ceil(log2 K)`` bits a code) or ``"frequency"`` (range-coded under ``probabilities``).
-        probabilities: ``(K,)`` float64 model of ``"frequency"``, e.g. :func:`~.entropy.code_probabilities`.
+        method: ``"fixed"`` (``ceil(log2 K)`` bits a code), or range-coded under ``probabilities``: ``"frequency"``
+            (one model for every code) or ``"position"`` (one model per grid position).
+        probabilities: float64 model, e.g. :func:`~.entropy.code_probabilities`: ``(K,)`` for ``"frequency"``,
+            ``(*grid, K)`` for ``"position"`` (the grid of one example).
         batched: record that the first dimension of ``codes`` counts examples (one header for all of them).
     """
     if method not in METHODS:
@@ -43,7 +44,8 @@ def encode_codes(codes: Tensor, num_codes: int, method: Method = "frequency",
     header = write_header(Header(METHODS[method], num_codes, tuple(codes.shape), batched))
     if method == "fixed":
         return header + pack_fixed(flat, num_codes)
-    return header + range_encode(flat, _checked(probabilities, num_codes))
+    grid = tuple(codes.shape[1:] if batched else codes.shape)
+    return header + range_encode(flat, _model(probabilities, num_codes, method, grid, flat.size))
 
 
 def decode_codes(data: bytes, num_codes: int, probabilities: np.ndarray | None = None) -> Tensor:
@@ -59,16 +61,25 @@ def decode_codes(data: bytes, num_codes: int, probabilities: np.ndarray | None =
     if header.method == FIXED:
         flat = unpack_fixed(data[offset:], num_codes, count)
     else:
-        assert header.method == FREQUENCY
-        flat = range_decode(data[offset:], _checked(probabilities, num_codes), count)
+        method = "frequency" if header.method == METHODS["frequency"] else "position"
+        grid = header.grid[1:] if header.batched else header.grid
+        flat = range_decode(data[offset:], _model(probabilities, num_codes, method, grid, count), count)
     codes = torch.from_numpy(flat).view(header.grid)
     return codes if header.batched else codes.unsqueeze(0)
 
 
-def _checked(probabilities: np.ndarray | None, num_codes: int) -> np.ndarray:
-    if probabilities is None or len(probabilities) != num_codes:
+def _model(
+    probabilities: np.ndarray | None, num_codes: int, method: str, grid: tuple[int, ...], count: int
+) -> np.ndarray:
+    """The coder's probabilities, checked: ``(K,)``, or ``(count, K)`` with the per-position rows tiled over a batch."""
+    shape = (num_codes,) if method == "frequency" else (*grid, num_codes)
+    if probabilities is None or tuple(probabilities.shape) != shape:
+        got = "none" if probabilities is None else f"shape {tuple(probabilities.shape)}"
         raise ValueError(
-            f"method 'frequency' needs the probabilities of the {num_codes} codes; count the codes on the training "
-            "split first (VQVAEModule.count_codes), or use method 'fixed'"
+            f"method {method!r} needs code probabilities of shape {shape}, got {got}; count the codes on the "
+            "training split first (VQVAEModule.count_codes), or use method 'fixed'"
         )
-    return probabilities
+    if method == "frequency":
+        return probabilities
+    rows = probabilities.reshape(-1, num_codes)
+    return np.tile(rows, (count // len(rows), 1))

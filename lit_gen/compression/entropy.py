@@ -2,7 +2,8 @@
 arXiv 2201.01741), and the information content the coded size approaches.
 
 The model is the code frequencies with add-one (Laplace) smoothing, so that every code can be coded:
-``p_k = (n_k + 1) / (N + K)``. Encoder and decoder compute it from the same integer counts, so they agree bit for bit.
+``p_k = (n_k + 1) / (N + K)``, over the whole grid or at each grid position. Encoder and decoder compute it from the
+same integer counts, so they agree bit for bit.
 """
 
 from __future__ import annotations
@@ -26,34 +27,48 @@ def _constriction() -> Any:
 
 
 def code_probabilities(counts: Tensor | np.ndarray) -> np.ndarray:
-    """``(K,)`` integer counts -> float64 probabilities ``(n_k + 1) / (N + K)``."""
+    """Integer counts ``(..., K)`` -> float64 probabilities ``(n_k + 1) / (N + K)`` along the last axis (one model per
+    grid position for counts ``(*grid, K)``)."""
     counts = np.asarray(counts.cpu() if isinstance(counts, Tensor) else counts, dtype=np.float64)
-    if counts.ndim != 1 or (counts < 0).any():
-        raise ValueError(f"code counts must be a (K,) array of non-negative numbers, got shape {counts.shape}")
-    return (counts + 1.0) / (counts.sum() + len(counts))
+    if counts.ndim < 1 or counts.shape[-1] < 1 or (counts < 0).any():
+        raise ValueError(f"code counts must be an array (..., K) of non-negative numbers, got shape {counts.shape}")
+    return (counts + 1.0) / (counts.sum(-1, keepdims=True) + counts.shape[-1])
 
 
 def information_bits(codes: Tensor, probabilities: np.ndarray) -> Tensor:
-    """``-Σ log2 p(code)`` over the codes of each example: ``(B, *grid) -> (B,)`` float64, the ideal coded size."""
+    """``-Σ log2 p(code)`` over the codes of each example: ``(B, *grid) -> (B,)`` float64, the ideal coded size.
+
+    ``probabilities`` is ``(K,)`` (one model for every code) or ``(*grid, K)`` (one per grid position)."""
     log2p = torch.from_numpy(np.log2(probabilities)).to(codes.device)
-    return -log2p[codes].flatten(1).sum(1)
+    if log2p.dim() == 1:
+        return -log2p[codes].flatten(1).sum(1)
+    per_position = log2p.expand(len(codes), *log2p.shape).gather(-1, codes.unsqueeze(-1))
+    return -per_position.flatten(1).sum(1)
 
 
 def range_encode(codes: np.ndarray, probabilities: np.ndarray) -> bytes:
-    """Codes ``(N,)`` -> the range coder's words as little-endian bytes (a multiple of 4)."""
+    """Codes ``(N,)`` -> the range coder's words as little-endian bytes (a multiple of 4).
+
+    ``probabilities`` is ``(K,)``, one model for all codes, or ``(N, K)``, one model per code."""
     constriction = _constriction()
-    model = constriction.stream.model.Categorical(probabilities, perfect=False)
     encoder = constriction.stream.queue.RangeEncoder()
-    encoder.encode(codes.astype(np.int32), model)
+    if probabilities.ndim == 1:
+        encoder.encode(codes.astype(np.int32), constriction.stream.model.Categorical(probabilities, perfect=False))
+    else:
+        family = constriction.stream.model.Categorical(perfect=False)
+        encoder.encode(codes.astype(np.int32), family, np.ascontiguousarray(probabilities))
     return encoder.get_compressed().astype("<u4").tobytes()
 
 
 def range_decode(payload: bytes, probabilities: np.ndarray, count: int) -> np.ndarray:
-    """The inverse of :func:`range_encode`: ``count`` codes, int64."""
+    """The inverse of :func:`range_encode`: ``count`` codes, int64 (``probabilities`` as given to it)."""
     constriction = _constriction()
     if len(payload) % 4:
         raise ValueError(f"a range-coded payload is a whole number of 4-byte words, got {len(payload)} bytes")
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)  # the values, in native byte order
-    model = constriction.stream.model.Categorical(probabilities, perfect=False)
     decoder = constriction.stream.queue.RangeDecoder(words)
-    return decoder.decode(model, count).astype(np.int64)
+    if probabilities.ndim == 1:
+        model = constriction.stream.model.Categorical(probabilities, perfect=False)
+        return decoder.decode(model, count).astype(np.int64)
+    family = constriction.stream.model.Categorical(perfect=False)
+    return decoder.decode(family, np.ascontiguousarray(probabilities)).astype(np.int64)

@@ -2,8 +2,9 @@
 
 Header: one byte ``version << 4 | batched << 3 | method``, then LEB128 varints: the codebook size ``K``, the number
 of grid dimensions and each grid size (5 bytes for a 7×7 grid of up to 127 codes, 6 for up to 16,383). The payload is
-the codes bit-packed at ``ceil(log2 K)`` bits each (``FIXED``) or range-coded under the code frequencies
-(``FREQUENCY``). A ``batched`` string holds the codes of several images, its first grid dimension counting them.
+the codes bit-packed at ``ceil(log2 K)`` bits each (``FIXED``), or range-coded under the code frequencies
+(``FREQUENCY``) or under the frequencies at each grid position (``POSITION``). A ``batched`` string holds the codes
+of several images, its first grid dimension counting them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import NamedTuple
 import numpy as np
 
 VERSION = 1
-FIXED, FREQUENCY = 0, 1
-METHODS = {"fixed": FIXED, "frequency": FREQUENCY}
+FIXED, FREQUENCY, POSITION = 0, 1, 2
+METHODS = {"fixed": FIXED, "frequency": FREQUENCY, "position": POSITION}
 
 
 class Header(NamedTuple):

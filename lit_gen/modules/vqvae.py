@@ -18,7 +18,16 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric
 
-from lit_gen.compression import Method, code_probabilities, decode_codes, encode_codes, information_bits
+from lit_gen.compression import (
+    FIXED,
+    FREQUENCY,
+    Method,
+    code_probabilities,
+    decode_codes,
+    encode_codes,
+    information_bits,
+    read_header,
+)
 from lit_gen.losses.vae import likelihood_mean, params_per_pixel, reconstruction_nll
 from lit_gen.losses.vq import codebook_loss, commitment_loss, perplexity, squared_error
 from lit_gen.metrics.likelihood import LikelihoodMetrics
@@ -65,7 +74,8 @@ class VQVAEModule(ResumableRNG):
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup (denormals slow CPU training).
         nonfinite: a NaN/inf loss ``"stop"``s training with an error naming the step, or the batch is ``"skip"``ped.
         recount_codes: count the codes of the training split (eval mode) at the start of every validation (and of a
-            test when none were counted yet): the frequencies of the entropy coder, stored in checkpoints.
+            test when none were counted yet): the frequencies of the entropy coder, stored in checkpoints (at each
+            grid position when the encoder has a ``grid`` attribute, as :class:`~lit_gen.nets.VQEncoder` does).
     """
 
     def __init__(
@@ -117,7 +127,9 @@ class VQVAEModule(ResumableRNG):
         self.flush_denormal = flush_denormal
         self.nonfinite = check_policy(nonfinite)
         self.recount_codes = recount_codes
-        self.register_buffer("code_counts", torch.zeros(self.num_codes, dtype=torch.long))
+        # code frequencies of the training split, per grid position when the encoder declares its grid
+        grid = tuple(getattr(self.encoder, "grid", ()))
+        self.register_buffer("code_counts", torch.zeros(*grid, self.num_codes, dtype=torch.long))
         # the data's value_range, set at setup and saved in checkpoints beside the state dict (older ones lack it)
         self.register_buffer("pixel_range", torch.tensor([0.0, 1.0]), persistent=False)
         self.test_metrics = LikelihoodMetrics()
@@ -178,25 +190,40 @@ class VQVAEModule(ResumableRNG):
             return self.decode(self.quantize(self.encode(x)).quantized)
 
     # -- compression -------------------------------------------------------------------------------------------------
-    def code_probabilities(self) -> Any:
-        """The entropy coder's model: ``(K,)`` float64 numpy probabilities of :attr:`code_counts`, add-one smoothed."""
+    @property
+    def default_method(self) -> Method:
+        """``"position"`` when the codes are counted per grid position, else ``"frequency"``."""
+        return "position" if self.code_counts.dim() > 1 else "frequency"
+
+    def code_probabilities(self, method: Method | None = None) -> Any:
+        """The entropy coder's model, float64 numpy probabilities of :attr:`code_counts`, add-one smoothed: ``(K,)``
+        for ``"frequency"``, ``(*grid, K)`` for ``"position"`` (default: :attr:`default_method`)."""
         if int(self.code_counts.sum()) == 0:
             raise ValueError(
                 "no code frequencies yet: count them with module.count_codes(train_batches) (lit-gen fit does it at "
                 "every validation), or compress with method='fixed'"
             )
-        return code_probabilities(self.code_counts)
+        method = method or self.default_method
+        if method == "position" and self.code_counts.dim() == 1:
+            raise ValueError(
+                "method 'position' needs code counts per grid position: give the encoder a `grid` attribute "
+                "(VQEncoder has one), or use method 'frequency'"
+            )
+        counts = self.code_counts if method == "position" else self.code_counts.reshape(-1, self.num_codes).sum(0)
+        return code_probabilities(counts)
 
-    def compress(self, x: Tensor, method: Method = "frequency", batched: bool = False) -> list[bytes]:
+    def compress(self, x: Tensor, method: Method | None = None, batched: bool = False) -> list[bytes]:
         """Images ``(B, C, H, W)`` -> one self-describing byte string per image; its length is the rate.
 
         Args:
             x: images in the data's pixel range.
-            method: ``"frequency"`` (range-coded under the training split's code frequencies) or ``"fixed"``
-                (``ceil(log2 K)`` bits per code).
+            method: range-coded under the training split's code frequencies at each grid position (``"position"``)
+                or over the whole grid (``"frequency"``), or ``"fixed"`` (``ceil(log2 K)`` bits per code). Default:
+                :attr:`default_method`.
             batched: one byte string for the whole batch instead (one header, one coder flush).
         """
-        probabilities = self.code_probabilities() if method == "frequency" else None
+        method = method or self.default_method
+        probabilities = None if method == "fixed" else self.code_probabilities(method)
         codes = self.codes(x).cpu()
         if batched:
             return [encode_codes(codes, self.num_codes, method, probabilities, batched=True)]
@@ -204,16 +231,32 @@ class VQVAEModule(ResumableRNG):
 
     def decompress(self, data: Sequence[bytes]) -> Tensor:
         """Byte strings of :meth:`compress` -> reconstructions ``(N, C, H, W)``, decoded as one batch."""
-        probabilities = code_probabilities(self.code_counts) if int(self.code_counts.sum()) else None
-        return self.decode_codes(torch.cat([decode_codes(d, self.num_codes, probabilities) for d in data]))
+        codes = []
+        for d in data:
+            method = read_header(d)[0].method
+            name: Method = {FIXED: "fixed", FREQUENCY: "frequency"}.get(method, "position")  # type: ignore[assignment]
+            probabilities = None if name == "fixed" else self.code_probabilities(name)
+            codes.append(decode_codes(d, self.num_codes, probabilities))
+        return self.decode_codes(torch.cat(codes))
 
     @torch.no_grad()
     def count_codes(self, batches: Iterable[Any]) -> Tensor:
         """Count the codes of ``batches`` (images or ``(images, labels)`` on this device, in the data's pixel
-        range) into :attr:`code_counts`, replacing the old counts. Returns the counts ``(K,)``."""
-        counts = torch.zeros(self.num_codes, dtype=torch.long, device=self.device)
+        range) into :attr:`code_counts`, replacing the old counts. Returns the counts, ``(*grid, K)`` or ``(K,)``."""
+        counts = torch.zeros_like(self.code_counts)
         for batch in batches:
-            counts += torch.bincount(self.codes(images_of(batch)).flatten(), minlength=self.num_codes)
+            codes = self.codes(images_of(batch))
+            if counts.dim() == 1:
+                counts += torch.bincount(codes.flatten(), minlength=self.num_codes)
+                continue
+            if codes.shape[1:] != counts.shape[:-1]:
+                raise ValueError(
+                    f"the codes form a {shape_text(codes.shape[1:])} grid but the encoder declares "
+                    f"{shape_text(counts.shape[:-1])}: fix the encoder's `grid`"
+                )
+            cells = torch.arange(codes[0].numel(), device=codes.device) * self.num_codes
+            flat = (codes.flatten(1) + cells).flatten()
+            counts += torch.bincount(flat, minlength=counts.numel()).view(counts.shape)
         self.code_counts.copy_(counts)
         return counts
 
@@ -332,14 +375,14 @@ class VQVAEModule(ResumableRNG):
                        f"{stage}/dead_codes": float(self.num_codes - used)})  # fmt: skip
 
     def _update_bits(self, x: Tensor) -> None:
-        """The rate of each test image: its frequency-coded bytes (fixed-format bytes without frequencies), the
-        fixed-length ``grid·log2 K`` and the information content ``-Σ log2 p(code)``, all in bits."""
+        """The rate of each test image: the bytes :meth:`compress` makes of it (range-coded under the code frequencies,
+        per grid position when counted so; fixed-length without frequencies), the fixed-length ``grid·log2 K`` and
+        the information content ``-Σ log2 p(code)`` under the same frequencies, all in bits."""
         codes = self.codes(x)
         fixed = math.prod(codes.shape[1:]) * math.log2(self.num_codes)
         self.bit_metrics["bits_fixed"].update(torch.full((len(x),), fixed, device=self.device))
         counted = int(self.code_counts.sum()) > 0
-        method: Method = "frequency" if counted else "fixed"
-        stored = self.compress(x, method)
+        stored = self.compress(x, None if counted else "fixed")
         self.bit_metrics["bits_per_image"].update(torch.tensor([8.0 * len(b) for b in stored], device=self.device))
         if counted:
             bits = information_bits(codes, self.code_probabilities()).float()
