@@ -41,7 +41,8 @@ def test_vae_family_configs_fit_and_test(config: str, logged: set[str], tmp_path
 
 
 def test_beta_vae_config_predicts_pairs_interpolations_and_traversals(tmp_path: Path) -> None:
-    common = ["--config", str(ROOT / "configs/vae/beta_vae_digits.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    config = str(ROOT / "configs/vae/beta_vae_digits.yaml")
+    common = ["--config", config, f"--trainer.logger.init_args.save_dir={tmp_path}"]
     run_cli("fit", *common, *FAST)
     out = tmp_path / "predictions"
     run_cli("predict", *common, "--ckpt_path=last", f"--predict_writer.output_dir={out}",
