@@ -88,6 +88,9 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         evaluation: sample metrics computed by ``trainer.test`` / ``lit-gen test`` on the test split and as many
             generated samples, e.g. :class:`~lit_gen.metrics.ImageQuality` (Fréchet distance, KID, precision/recall,
             class coverage) or :class:`~lit_gen.metrics.MixtureQuality` (2D modes); None = losses only.
+        evaluate_every_n_epochs: also compute the ``evaluation`` on the validation split (as many samples as
+            validation images, logged as ``val/<name>``, e.g. ``val/fd``) after every n-th training epoch and the last
+            one, for sweeps and checkpoint selection; ``lit-gen validate`` computes it too. 0 = test time only.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         flush_denormal: bool = True,
         nonfinite: NonFinitePolicy = "stop",
         evaluation: SampleEvaluation | None = None,
+        evaluate_every_n_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -164,7 +168,7 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         self.scheduler_interval = scheduler_interval
         self.flush_denormal = flush_denormal
         self.nonfinite = check_policy(nonfinite)
-        self.set_evaluation(evaluation)
+        self.set_evaluation(evaluation, evaluate_every_n_epochs)
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
         # Lightning's global_step counts every optimizer step (n_critic + 1 per batch): keep our own counters.
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
@@ -446,7 +450,7 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
                 "d_fake": fake_logits.mean(),
             }
             self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, sync_dist=True, prog_bar=stage == "val")
-        if stage == "test" and self.evaluation is not None:
+        if self.evaluating(stage):
             if self.generator_ema is not None:  # sample metrics score the generator users sample from
                 fake = self.generator_ema(z, labels) if self.num_classes else self.generator_ema(z)
             self.update_evaluation(real, fake, batch)
