@@ -7,14 +7,42 @@ import warnings
 from pathlib import Path
 
 import torch
+import yaml
 from jsonargparse import Namespace
-from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_gen.callbacks.checkpoint import AtomicCheckpointIO
-from lit_gen.callbacks.images import ImageWriter, SampleGrid
+from lit_gen.callbacks.image_log import ImageLogCallback, run_dir
+from lit_gen.callbacks.images import ImageWriter
+from lit_gen.callbacks.wandb_run import record_config, start_wandb_runs
 from lit_gen.modules.checked_loading import check_checkpoint
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """Saves the full config as ``config.yaml`` in the run's own directory (:func:`~lit_gen.callbacks.run_dir`),
+    and into the run config of a WandbLogger as flat dotted keys.
+
+    Lightning saves it in ``trainer.log_dir``, which for a WandbLogger is the ``save_dir`` every run shares: two
+    sweep runs in one directory would overwrite (or, without ``overwrite``, refuse) each other's file. A run resumed
+    with ``--ckpt_path last`` writes into its old directory, so an existing file there is replaced.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        directory = run_dir(trainer)  # a collective: every rank asks
+        if trainer.is_global_zero:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, directory / self.config_filename, skip_none=False, overwrite=True,
+                             multifile=self.multifile)  # fmt: skip
+            self.save_config(trainer, pl_module, stage)
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        record_config(trainer, yaml.safe_load(self.parser.dump(self.config, skip_none=False)))
 
 
 class LitGenCLI(LightningCLI):
@@ -22,6 +50,7 @@ class LitGenCLI(LightningCLI):
     the module (``auto_configure_optimizers=False``), and an :class:`ImageWriter` for ``predict``."""
 
     def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("save_config_callback", SaveRunConfig)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("auto_configure_optimizers", False)
         kwargs.setdefault("subclass_mode_model", True)
@@ -54,28 +83,36 @@ class LitGenCLI(LightningCLI):
             parser.error(str(err))
 
     def before_fit(self) -> None:
-        """Atomic checkpoint writes unless the user configured their own CheckpointIO."""
+        """Atomic checkpoint writes unless the user configured their own CheckpointIO; a wandb run that starts
+        without prompting."""
         strategy = self.trainer.strategy
         if type(strategy.checkpoint_io) is TorchCheckpointIO:
             strategy.checkpoint_io = AtomicCheckpointIO()
+        start_wandb_runs(self.trainer)
+
+    def before_validate(self) -> None:
+        start_wandb_runs(self.trainer)
+
+    def before_test(self) -> None:
+        start_wandb_runs(self.trainer)
 
     def after_fit(self) -> None:
         """Say where the run's files are."""
         trainer = self.trainer
-        log_dir = trainer.log_dir  # a collective under DDP: every rank asks
+        directory = run_dir(trainer)  # a collective under DDP: every rank asks
         if trainer.global_rank != 0:
             return
-        lines = [f"lit-gen: run directory {log_dir}"]
+        lines = [f"lit-gen: run directory {directory}"]
         ckpt = trainer.checkpoint_callback
         if ckpt is not None:
             path = getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "")
             lines.append(f"  checkpoint  {path}")
-        config = Path(log_dir or ".") / "config.yaml"
+        config = directory / "config.yaml"
         if config.exists():
             lines.append(f"  config      {config}")
         for cb in trainer.callbacks:  # type: ignore[attr-defined]
-            if isinstance(cb, SampleGrid) and cb.last_path is not None:
-                lines.append(f"  samples     {cb.last_path}")
+            if isinstance(cb, ImageLogCallback) and cb.last_path is not None:
+                lines.append(f"  {cb.name:<11} {cb.last_path}")
         print("\n".join(lines), flush=True)
 
 
@@ -90,7 +127,9 @@ def resolve_last_checkpoint(config: Namespace, reuse_version: bool = True) -> Pa
     logger = config.trainer.get("logger")
     init = logger.get("init_args") if isinstance(logger, Namespace) else None
     if init is not None and init.get("save_dir") is not None:
-        root = Path(init.save_dir) / (init.get("name") or "lightning_logs")
+        wandb = str(logger.get("class_path", "")).endswith("WandbLogger")  # its runs live under the project
+        name = init.get("project") or os.environ.get("WANDB_PROJECT") if wandb else init.get("name")
+        root = Path(init.save_dir) / (name or "lightning_logs")
     else:
         root = Path(config.trainer.get("default_root_dir") or ".") / "lightning_logs"
     found = [*root.glob("*/checkpoints/last.ckpt"), *root.glob("*/checkpoints/on_exception.ckpt")]

@@ -1,4 +1,5 @@
-"""Callbacks that turn model outputs into PNG files (torchvision's ``make_grid``/``save_image``), on rank 0 only."""
+"""Sample grids during training (logged to wandb, TensorBoard or PNG files) and a prediction writer (PNG files),
+with torchvision's ``make_grid``/``save_image``; grids are made on rank 0 only."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
-from torchvision.utils import save_image
+from torchvision.utils import make_grid, save_image
+
+from lit_gen.callbacks.image_log import ImageLogCallback, run_dir
 
 
 def value_range_of(trainer: L.Trainer) -> tuple[float, float]:
@@ -25,57 +27,43 @@ def to_unit(images: Tensor, value_range: tuple[float, float]) -> Tensor:
     return ((images.detach().float().cpu() - low) / (high - low)).clamp_(0, 1)
 
 
-def run_dir(trainer: L.Trainer) -> Path:
-    """The run's log directory (where LightningCLI saves config.yaml), or ``default_root_dir``.
+class SampleGrid(ImageLogCallback):
+    """A grid of samples from fixed noise, every ``every_n_epochs`` epochs and/or ``every_n_steps`` steps.
 
-    ``trainer.log_dir`` is a collective under DDP (rank 0 broadcasts it): call this on every rank, never inside
-    ``rank_zero_only`` code.
-    """
-    return Path(trainer.log_dir or trainer.default_root_dir)
-
-
-class SampleGrid(L.Callback):
-    """Saves a grid of samples from fixed noise as ``<log_dir>/samples/epoch=NNN.png`` every ``every_n_epochs``.
-
-    Works with any module that has ``sample(n, rng)``; the same seed gives the same noise every time, so the grids
-    show one set of latents evolving.
+    Works with any module that has ``sample(n, rng)`` (for ``GANModule`` the EMA generator when there is one, for
+    ``VAEModule`` decoded prior samples). The same seed gives the same noise every time, so the grids show one set of
+    latents evolving. Logged as ``images/samples`` to WandbLogger/TensorBoardLogger, else saved as
+    ``<run dir>/samples/epoch=NNN.png`` (see :class:`ImageLogCallback` for ``png``).
 
     Args:
         num_samples: images in the grid.
         nrow: images per row.
-        every_n_epochs: how often to save.
+        every_n_epochs: a grid after every n-th epoch and the last one (0 = none by epoch).
+        every_n_steps: a grid after every n-th training step (0 = off).
         seed: seed of the fixed noise.
+        png: write PNG files (None: only when no image logger is attached).
     """
 
-    def __init__(self, num_samples: int = 64, nrow: int = 8, every_n_epochs: int = 1, seed: int = 0) -> None:
-        self.num_samples, self.nrow, self.every_n_epochs, self.seed = num_samples, nrow, every_n_epochs, seed
-        self.last_path: Path | None = None
-        self.directory: Path | None = None
-        self._saved_at = -1
+    name = "samples"
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self.directory = run_dir(trainer) / "samples"
+    def __init__(
+        self,
+        num_samples: int = 64,
+        nrow: int = 8,
+        every_n_epochs: int = 1,
+        every_n_steps: int = 0,
+        seed: int = 0,
+        png: bool | None = None,
+    ) -> None:
+        super().__init__(every_n_epochs=every_n_epochs, every_n_steps=every_n_steps, png=png)
+        self.num_samples, self.nrow, self.seed = num_samples, nrow, seed
 
-    @rank_zero_only
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch
-        if (epoch + 1) % self.every_n_epochs == 0 or epoch + 1 == trainer.max_epochs:
-            self.save(trainer, pl_module, f"epoch={epoch:03d}.png")
-
-    @rank_zero_only
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._saved_at != trainer.global_step:  # stopped by max_steps, a time limit or early stopping
-            self.save(trainer, pl_module, f"step={trainer.global_step:07d}.png")
-
-    def save(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> Path:
-        """Sample from the fixed noise and save the grid as ``<directory>/<name>``."""
+    def make_grid(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Tensor:
+        if not callable(getattr(pl_module, "sample", None)):
+            raise TypeError(f"SampleGrid needs a module with sample(n, rng); {type(pl_module).__name__} has none")
         rng = torch.Generator(device=pl_module.device).manual_seed(self.seed)
         images = pl_module.sample(self.num_samples, rng=rng)  # type: ignore[operator]
-        path = (self.directory or run_dir(trainer) / "samples") / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(to_unit(images, value_range_of(trainer)), path, nrow=self.nrow, padding=2)
-        self.last_path, self._saved_at = path, trainer.global_step
-        return path
+        return make_grid(to_unit(images, value_range_of(trainer)), nrow=self.nrow, padding=2)
 
 
 class ImageWriter(BasePredictionWriter):
