@@ -175,3 +175,16 @@ def test_ddp_ranks_get_the_swept_values_and_only_rank_0_logs_images(tmp_path: Pa
     # the probe's 2 grids and the config's SampleGrid (every 20 epochs and at the last)
     assert sorted(images) == ["images/interpolations"] * 2 + ["images/samples"] * 3
     assert len(list((tmp_path / "lit-gen").glob("*/samples/epoch=*.png"))) == 2  # png=true: the probe's files
+
+
+def test_ckpt_path_last_finds_the_wandb_run_and_continues_it(wandb_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import wandb
+
+    common = [*WANDB, *SHORT, f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    first = LitGenCLI(args=common)
+    wandb.finish()
+    run_id = first.trainer.logger.version
+    again = LitGenCLI(args=[*common, "--trainer.max_epochs=2", "--ckpt_path=last"])
+    wandb.finish()
+    assert again.trainer.logger.version == run_id  # the same W&B run id, so the same run directory
+    assert again.trainer.current_epoch == 2 and again.trainer.ckpt_path.endswith(f"{run_id}/checkpoints/last.ckpt")
