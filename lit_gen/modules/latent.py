@@ -97,6 +97,32 @@ class LatentTools:
         psnr = 10 * torch.log10((high - low) ** 2 / mse.clamp(min=1e-12))
         return RateDistortion(gaussian_kl(mu, logvar) / math.log(2), mse, psnr)
 
+    def latent_outputs(
+        self, x: Tensor, labels: Tensor | None, kinds: tuple[str, ...], rng: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """The images ``predict`` writes, each ``(B, C, H, W')`` in the data's pixel range, for each of ``kinds``:
+        ``inputs``, ``reconstructions``, ``samples`` (of ``labels`` when conditional, noise from ``rng``), ``pairs``
+        ``(B, C, H, 2W)``, ``interpolations`` ``(B, C, H, steps·W)`` from each input to the next one of the batch,
+        ``traversals`` ``(B, C, D·H, steps·W)`` with ``latent_steps`` steps and ``traversal_span``."""
+        steps, span = self.latent_steps, self.traversal_span  # type: ignore[attr-defined]
+        recon = self.reconstruct(x, labels) if {"reconstructions", "pairs"} & set(kinds) else None  # type: ignore[attr-defined]
+        out: dict[str, Tensor] = {}
+        for kind in kinds:
+            if kind == "inputs":
+                out[kind] = x
+            elif kind == "reconstructions":
+                out[kind] = recon  # type: ignore[assignment]
+            elif kind == "samples":
+                out[kind] = self.sample(x.shape[0], rng, labels)  # type: ignore[attr-defined]
+            elif kind == "pairs":
+                out[kind] = side_by_side(x, recon)  # type: ignore[arg-type]
+            elif kind == "interpolations":
+                out[kind] = side_by_side(*self.interpolate(x, x.roll(-1, 0), steps, labels).unbind(1))
+            else:
+                rows = side_by_side(*self.traverse(x, None, steps, span, labels).unbind(2))  # (B, D, C, H, steps·W)
+                out[kind] = torch.cat(rows.unbind(1), dim=-2)
+        return out
+
     def _decode_grid(self, z: Tensor, labels: Tensor | None) -> Tensor:
         """Decode latents ``(B, *grid, D)`` (labels ``(B,)`` repeated over the grid) to ``(B, *grid, C, H, W)``."""
         batch, grid = z.shape[0], z.shape[1:-1]

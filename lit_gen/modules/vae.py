@@ -31,11 +31,12 @@ from lit_gen.losses.vae import (
 )
 from lit_gen.metrics.evaluation import SampleEvaluation
 from lit_gen.metrics.likelihood import LikelihoodMetrics
-from lit_gen.modules.common import eval_mode, eval_rng, images_of, labels_of, object_args_to_ignore, shape_text
+from lit_gen.modules.common import eval_mode, eval_rng, images_of, labels_of, object_args_to_ignore
 from lit_gen.modules.evaluation import EvaluatesSamples, data_value_range
 from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
-from lit_gen.modules.latent import LatentTools, side_by_side
+from lit_gen.modules.latent import LatentTools
 from lit_gen.modules.resume import ResumableRNG
+from lit_gen.modules.vae_checks import check_decoder_output, check_objective, net_sizes
 from lit_gen.nets.conv_vae import ConvDecoder, ConvEncoder
 
 STEP_KEY = "lit_gen_vae_step"
@@ -140,7 +141,7 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
                 encoder=encoder, decoder=decoder, optimizer=optimizer, lr_scheduler=lr_scheduler, evaluation=evaluation
             )
         )
-        self._check_objective(beta, beta_schedule, free_bits, iwae_samples, capacity, importance_samples)
+        check_objective(beta, beta_schedule, free_bits, iwae_samples, capacity, importance_samples)
         check_schedule(beta_schedule, beta_warmup_steps, beta_cycle_steps, beta_cycle_ratio, capacity, capacity_steps)
         k = params_per_pixel(likelihood)
         if gaussian_std is not None and gaussian_std <= 0:
@@ -152,7 +153,7 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
             raise ValueError(f"latent_steps must be >= 2, got {latent_steps}")
         self.encoder = encoder if encoder is not None else ConvEncoder(latent_dim=latent_dim or 16)
         self.decoder = decoder if decoder is not None else ConvDecoder(latent_dim=latent_dim or 16, out_channels=k)
-        self.latent_dim, self.num_classes = self._net_sizes(latent_dim)
+        self.latent_dim, self.num_classes = net_sizes(self.encoder, self.decoder, latent_dim)
         self.beta = beta
         self.beta_schedule = beta_schedule
         self.schedule_args = (beta_warmup_steps, beta_cycle_steps, beta_cycle_ratio)
@@ -174,40 +175,6 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
         self.test_metrics = LikelihoodMetrics()
         self.pixel_range: tuple[float, float] = (0.0, 1.0)  # the data's value_range, set at setup, in checkpoints
         self._step = 0  # training batches so far: the schedules' clock, saved in checkpoints
-
-    @staticmethod
-    def _check_objective(
-        beta: float, schedule: str, free_bits: float, iwae_samples: int, capacity: float | None, importance: int
-    ) -> None:
-        if importance < 0:
-            raise ValueError(f"importance_samples must be >= 0, got {importance}")
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
-        if free_bits < 0:
-            raise ValueError(f"free_bits must be >= 0 nats per dimension, got {free_bits}")
-        if iwae_samples < 1:
-            raise ValueError(f"iwae_samples must be >= 1 (1 = the ELBO), got {iwae_samples}")
-        if iwae_samples > 1 and (beta != 1 or schedule != "constant" or free_bits or capacity is not None):
-            raise ValueError(
-                f"iwae_samples={iwae_samples} trains the IWAE bound, which has no KL weight: keep beta=1, "
-                "beta_schedule='constant', free_bits=0 and capacity=None, or train the ELBO with iwae_samples=1"
-            )
-
-    def _net_sizes(self, latent_dim: int | None) -> tuple[int, int]:
-        """The latent size and class count the nets and ``latent_dim`` agree on."""
-        dims = {getattr(self.encoder, "latent_dim", None), getattr(self.decoder, "latent_dim", None), latent_dim}
-        dims.discard(None)
-        if len(dims) > 1:
-            raise ValueError(f"latent sizes disagree: encoder, decoder and latent_dim give {sorted(dims)}")
-        if not dims:
-            raise ValueError("pass latent_dim: neither the encoder nor the decoder has a `latent_dim` attribute")
-        classes = (getattr(self.encoder, "num_classes", 0), getattr(self.decoder, "num_classes", 0))
-        if classes[0] != classes[1]:
-            raise ValueError(
-                f"a conditional VAE needs both nets conditional on the same classes: the encoder has num_classes="
-                f"{classes[0]}, the decoder {classes[1]}; build both with the same num_classes"
-            )
-        return int(dims.pop()), int(classes[0])  # type: ignore[arg-type]
 
     # -- the model ---------------------------------------------------------------------------------------------------
     def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -233,24 +200,8 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
         mu, logvar = self.encode(x, labels)
         z = reparameterize(mu, logvar, rng)
         recon = self.decoder_params(z, labels)
-        self._check_output(recon, x)
+        check_decoder_output(self.likelihood, recon, x)
         return VAEOutput(recon, mu, logvar, z)
-
-    def _check_output(self, params: Tensor, x: Tensor) -> None:
-        k = params_per_pixel(self.likelihood)
-        expected = (x.shape[0], k * x.shape[1], *x.shape[2:])
-        if params.shape == expected:
-            return
-        if params.shape[2:] != x.shape[2:] or params.shape[1] % x.shape[1]:
-            raise ValueError(
-                f"the decoder makes {shape_text(params.shape[1:])} images but the data is {shape_text(x.shape[1:])}: "
-                f"build the nets for the data (image_shape: {list(x.shape[1:])}) or resize the data "
-                "(--data.image_size)"
-            )
-        raise ValueError(
-            f"the {self.likelihood} likelihood needs {k}×{x.shape[1]} decoder output channels but the decoder makes "
-            f"{params.shape[1]}: build the decoder with out_channels: {k * x.shape[1]}"
-        )
 
     def _nll(self, params: Tensor, x: Tensor) -> Tensor:
         """``-log p(x|z)`` per example ``(B,)``."""
@@ -287,7 +238,7 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
         z = reparameterize(mu.expand(k, *mu.shape), logvar.expand(k, *logvar.shape), rng)
         params = self.decoder_params(z.reshape(-1, self.latent_dim), None if labels is None else labels.repeat(k))
         x_rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * x.shape[0], *x.shape[1:])
-        self._check_output(params, x_rep)
+        check_decoder_output(self.likelihood, params, x_rep)
         return z, -self._nll(params, x_rep).view(k, x.shape[0])
 
     @torch.no_grad()
@@ -333,7 +284,7 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
             return {"loss": -bound, "recon": recon, "kl": kl, "elbo": -(recon + kl), "iwae": bound}
         z = reparameterize(mu, logvar, rng)
         params = self.decoder_params(z, labels)
-        self._check_output(params, x)
+        check_decoder_output(self.likelihood, params, x)
         recon = self._nll(params, x).mean()
         kl_dims = gaussian_kl_per_dim(mu, logvar)
         kl = kl_dims.sum(1).mean()
@@ -449,26 +400,6 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
         return value_range or (0.0, 1.0)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
-        """The ``predict_outputs``, each ``(B, C, H, W')`` in the data's pixel range: ``inputs``, ``reconstructions``,
-        ``samples`` (of the batch's labels when conditional), ``pairs`` ``(B, C, H, 2W)``, ``interpolations``
-        ``(B, C, H, latent_steps·W)`` from each input to the next, ``traversals`` ``(B, C, D·H, latent_steps·W)``."""
+        """The ``predict_outputs`` of the batch's images (see :meth:`latent_outputs`)."""
         x, labels = images_of(batch), self._labels(batch)
-        out: dict[str, Tensor] = {}
-        recon = self.reconstruct(x, labels) if {"reconstructions", "pairs"} & set(self.predict_outputs) else None
-        for kind in self.predict_outputs:
-            if kind == "inputs":
-                out[kind] = x
-            elif kind == "reconstructions":
-                out[kind] = recon  # type: ignore[assignment]
-            elif kind == "samples":
-                out[kind] = self.sample(x.shape[0], eval_rng(self, batch_idx), labels)
-            elif kind == "pairs":
-                out[kind] = side_by_side(x, recon)  # type: ignore[arg-type]
-            elif kind == "interpolations":
-                strip = self.interpolate(x, x.roll(-1, 0), self.latent_steps, labels)  # (B, steps, C, H, W)
-                out[kind] = side_by_side(*strip.unbind(1))
-            else:
-                grid = self.traverse(x, None, self.latent_steps, self.traversal_span, labels)  # (B, D, steps, C, H, W)
-                rows = side_by_side(*grid.unbind(2))  # (B, D, C, H, steps·W)
-                out[kind] = torch.cat(rows.unbind(1), dim=-2)
-        return out
+        return self.latent_outputs(x, labels, self.predict_outputs, eval_rng(self, batch_idx))
