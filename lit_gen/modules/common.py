@@ -40,6 +40,20 @@ def labels_of(batch: Any) -> Tensor | None:
     return None
 
 
+def required_labels(batch: Any, num_classes: int, model: str) -> Tensor | None:
+    """The labels of a batch for a conditional model (``num_classes > 0``; an error naming the fix without them),
+    None for an unconditional one. ``model`` names it in the error, e.g. ``"GAN"``."""
+    if not num_classes:
+        return None
+    labels = labels_of(batch)
+    if labels is None:
+        raise ValueError(
+            f"a conditional {model} (num_classes > 0) needs (images, labels) batches but the data has no labels: use a "
+            "labelled DataModule, or build the nets with num_classes=0"
+        )
+    return labels
+
+
 def shape_text(shape: Iterable[int]) -> str:
     """``(1, 28, 28)`` -> ``'1×28×28'``."""
     return "×".join(str(s) for s in shape)

@@ -31,12 +31,18 @@ from lit_gen.losses.vae import (
 )
 from lit_gen.metrics.evaluation import SampleEvaluation
 from lit_gen.metrics.likelihood import LikelihoodMetrics
-from lit_gen.modules.common import eval_mode, eval_rng, images_of, labels_of, object_args_to_ignore
+from lit_gen.modules.common import eval_mode, eval_rng, images_of, object_args_to_ignore, required_labels
 from lit_gen.modules.evaluation import EvaluatesSamples, data_value_range
 from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
 from lit_gen.modules.latent import LatentTools
 from lit_gen.modules.resume import ResumableRNG
-from lit_gen.modules.vae_checks import check_decoder_output, check_objective, net_sizes
+from lit_gen.modules.vae_checks import (
+    check_decoder_output,
+    check_objective,
+    check_unit_range,
+    metric_value_range,
+    net_sizes,
+)
 from lit_gen.nets.conv_vae import ConvDecoder, ConvEncoder
 
 STEP_KEY = "lit_gen_vae_step"
@@ -295,15 +301,9 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
         return {"loss": recon + self.beta_at(step) * kl_term, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
 
     def _check_range(self, x: Tensor) -> None:
-        if self.likelihood != "bernoulli" or getattr(self, "_range_checked", False):
-            return
-        low, high = float(x.min()), float(x.max())
-        if low < 0 or high > 1:
-            raise ValueError(
-                f"the Bernoulli likelihood needs pixels in [0, 1] but the data spans [{low:.2f}, {high:.2f}]; "
-                "set the data's value_range to [0, 1] (--data.value_range=[0,1]) or use likelihood=gaussian"
-            )
-        self._range_checked = True
+        if self.likelihood == "bernoulli" and not getattr(self, "_range_checked", False):
+            check_unit_range(x, "gaussian")
+            self._range_checked = True
 
     def _schedule_logs(self) -> dict[str, float]:
         logs = {"beta": self.beta_at(self._step)} if self.iwae_samples == 1 else {}
@@ -342,16 +342,7 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
         return {"optimizer": opt, "lr_scheduler": self.scheduler_factory(opt)}
 
     def _labels(self, batch: Any) -> Tensor | None:
-        """The batch's labels for a conditional VAE (an error without them), None otherwise."""
-        if not self.num_classes:
-            return None
-        labels = labels_of(batch)
-        if labels is None:
-            raise ValueError(
-                "a conditional VAE (num_classes > 0) needs (images, labels) batches but the data has no labels: use a "
-                "labelled DataModule, or build the nets with num_classes=0"
-            )
-        return labels
+        return required_labels(batch, self.num_classes, "VAE")
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
         terms = self.loss_terms(images_of(batch), self._labels(batch))
@@ -392,12 +383,7 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
         self.update_evaluation(x, self.sample(x.shape[0], rng, labels), batch)
 
     def _value_range(self) -> tuple[float, float]:
-        value_range = data_value_range(self)
-        if value_range is None and self.likelihood != "bernoulli":
-            raise ValueError(
-                "the test metrics need the data's pixel range: test with a DataModule that has value_range"
-            )
-        return value_range or (0.0, 1.0)
+        return metric_value_range(self, self.likelihood)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """The ``predict_outputs`` of the batch's images (see :meth:`latent_outputs`)."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import lightning as L
 from torch import Tensor, nn
 
 from lit_gen.losses.vae import params_per_pixel
 from lit_gen.modules.common import shape_text
+from lit_gen.modules.evaluation import data_value_range
 
 
 def check_objective(
@@ -59,3 +61,23 @@ def check_decoder_output(likelihood: str, params: Tensor, x: Tensor) -> None:
         f"the {likelihood} likelihood needs {k}×{x.shape[1]} decoder output channels but the decoder makes "
         f"{params.shape[1]}: build the decoder with out_channels: {k * x.shape[1]}"
     )
+
+
+def check_unit_range(x: Tensor, alternative: str) -> None:
+    """A Bernoulli likelihood needs pixels in [0, 1]: an error naming the fix for data outside it (one host sync; the
+    modules call it on their first batch only). ``alternative`` names the likelihood to use instead."""
+    low, high = float(x.min()), float(x.max())
+    if low < 0 or high > 1:
+        raise ValueError(
+            f"the Bernoulli likelihood needs pixels in [0, 1] but the data spans [{low:.2f}, {high:.2f}]; "
+            f"set the data's value_range to [0, 1] (--data.value_range=[0,1]) or use likelihood={alternative}"
+        )
+
+
+def metric_value_range(module: L.LightningModule, likelihood: str) -> tuple[float, float]:
+    """The pixel range the test metrics (MSE, PSNR) use: the DataModule's; [0, 1] for a Bernoulli likelihood without
+    one; otherwise an error."""
+    value_range = data_value_range(module)
+    if value_range is None and likelihood != "bernoulli":
+        raise ValueError("the test metrics need the data's pixel range: test with a DataModule that has value_range")
+    return value_range or (0.0, 1.0)

@@ -36,6 +36,7 @@ from lit_gen.modules.evaluation import data_value_range
 from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.modules.vae import default_adam
+from lit_gen.modules.vae_checks import check_unit_range, metric_value_range
 from lit_gen.nets.vq import Quantized, VectorQuantizer
 from lit_gen.nets.vq_conv import VQDecoder, VQEncoder
 
@@ -264,12 +265,7 @@ class VQVAEModule(ResumableRNG):
     def loss_terms(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         """Batch means per example: ``loss``, ``recon``, ``commitment`` (and ``codebook``); and the code counts."""
         if self.likelihood == "bernoulli" and not getattr(self, "_range_checked", False):
-            low, high = float(x.min()), float(x.max())
-            if low < 0 or high > 1:
-                raise ValueError(
-                    f"the Bernoulli likelihood needs pixels in [0, 1] but the data spans [{low:.2f}, {high:.2f}]; "
-                    "set the data's value_range to [0, 1] (--data.value_range=[0,1]) or use likelihood=mse"
-                )
+            check_unit_range(x, "mse")
             self._range_checked = True
         out = self(x)
         if self.likelihood == "mse":
@@ -403,12 +399,7 @@ class VQVAEModule(ResumableRNG):
         self.count_codes(self._apply_batch_transfer_handler(batch) for batch in loader)
 
     def _value_range(self) -> tuple[float, float]:
-        value_range = data_value_range(self)
-        if value_range is None and self.likelihood != "bernoulli":
-            raise ValueError(
-                "the test metrics need the data's pixel range: test with a DataModule that has value_range"
-            )
-        return value_range or (0.0, 1.0)
+        return metric_value_range(self, self.likelihood)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """``{"inputs", "reconstructions"}``, each ``(B, C, H, W)`` in the data's pixel range; the reconstructions are
