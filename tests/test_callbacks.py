@@ -228,3 +228,10 @@ def test_conditional_vae_reconstructs_and_interpolates_with_labels(tmp_path: Pat
     assert torch.allclose(saved[:, 2:10, 12:20], first, atol=1 / 255 + 1e-6)
     assert not torch.allclose(saved[:, 2:10, 12:20], module.reconstruct(x, (y + 1) % 10)[0].expand(3, 8, 8))
     assert to_tensor(Image.open(interp.last_path)).shape[-2:] == (2 * 10 + 2, 3 * 10 + 2)
+
+
+def test_both_schedules_off_make_no_grid(tmp_path: Path) -> None:
+    grid = SampleGrid(num_samples=4, every_n_epochs=0, every_n_steps=0)
+    t = trainer(tmp_path, max_epochs=1, max_steps=2, limit_train_batches=3, limit_val_batches=0, callbacks=[grid])
+    t.fit(tiny_gan(), datamodule=digits())
+    assert grid.logged == [] and not (tmp_path / "samples").exists()

@@ -119,8 +119,8 @@ class ImageLogCallback(L.Callback):
             self.emit(trainer, pl_module, f"epoch={trainer.current_epoch:03d}", logging_step(trainer))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        step = logging_step(trainer)
-        if trainer.is_global_zero and self._logged_at != step:  # stopped by max_steps, a time limit, early stopping
+        step, scheduled = logging_step(trainer), self.every_n_epochs or self.every_n_steps
+        if trainer.is_global_zero and scheduled and self._logged_at != step:  # stopped by max_steps, a time limit...
             self.emit(trainer, pl_module, f"step={step:07d}", step)
 
     def emit(self, trainer: L.Trainer, pl_module: L.LightningModule, tag: str, step: int) -> Path | None:
