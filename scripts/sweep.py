@@ -31,11 +31,22 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def import_sweeps() -> Any:
+    """The open-source ``sweeps`` package, or an error that says how to install it."""
+    try:
+        with warnings.catch_warnings():  # sweeps 0.2.0 imports pydantic v1-style configs
+            warnings.simplefilter("ignore")
+            import sweeps
+    except ImportError:
+        raise SystemExit(
+            "validating and sampling sweeps offline needs the `sweeps` package: pip install sweeps==0.2.0"
+        ) from None
+    return sweeps
+
+
 def load_sweep(path: str | Path) -> dict[str, Any]:
     """The sweep config, checked against the sweep schema; a clear error lists what is wrong."""
-    with warnings.catch_warnings():  # sweeps 0.2.0 imports pydantic v1-style configs
-        warnings.simplefilter("ignore")
-        import sweeps
+    sweeps = import_sweeps()
 
     config = yaml.safe_load(Path(path).read_text())
     violations = sweeps.schema_violations_from_proposed_config(config)
@@ -58,8 +69,8 @@ def sample_runs(config: dict[str, Any], n: int, seed: int = 0) -> list[dict[str,
     """Up to ``n`` runs as an agent would receive them (``{param: value}``), proposed by ``sweeps.next_run``; a grid
     stops when it is exhausted. Runs are proposed as if each finished without a metric (nothing is trained)."""
     import numpy as np
-    import sweeps
 
+    sweeps = import_sweeps()
     np.random.seed(seed)  # `sweeps` samples with numpy's global generator
     runs: list[Any] = []
     for _ in range(n):
