@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from lit_gen.losses.gan import GANLossName, get_gan_loss
 from lit_gen.losses.penalties import gradient_penalty, input_gradient_sq_norm
 from lit_gen.metrics.evaluation import SampleEvaluation
-from lit_gen.modules.common import eval_mode, eval_rng, images_of, labels_of, object_args_to_ignore
+from lit_gen.modules.common import eval_mode, eval_rng, images_of, object_args_to_ignore, required_labels
 from lit_gen.modules.ddp import ManualGradSync
 from lit_gen.modules.ema import GeneratorEMA
 from lit_gen.modules.evaluation import EvaluatesSamples, data_value_range
@@ -283,16 +283,7 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         self.log_dict({f"train/{k}": v.float() for k, v in counters.items()})
 
     def _labels(self, batch: Any) -> Tensor | None:
-        """The batch's labels for a conditional GAN (an error without them), None otherwise."""
-        if not self.num_classes:
-            return None
-        labels = labels_of(batch)
-        if labels is None:
-            raise ValueError(
-                "a conditional GAN (num_classes > 0) needs (images, labels) batches but the data has no labels: use a "
-                "labelled DataModule, or build the nets with num_classes=0"
-            )
-        return labels
+        return required_labels(batch, self.num_classes, "GAN")
 
     def _discriminator_step(
         self, group: list[tuple[Tensor, Tensor | None]], opt: Any, batch_idx: int, d_index: int
