@@ -25,6 +25,8 @@ _EXPORTS = {
     "MixtureQuality": "lit_gen.metrics",
     "SampleGrid": "lit_gen.callbacks",
     "ImageWriter": "lit_gen.callbacks",
+    "Reconstructions": "lit_gen.callbacks",
+    "Interpolations": "lit_gen.callbacks",
     "LitGenCLI": "lit_gen.cli",
     "DCGANGenerator": "lit_gen.nets",
     "DCGANDiscriminator": "lit_gen.nets",
@@ -40,6 +42,8 @@ _EXPORTS = {
     "DigitClassifier": "lit_gen.nets",
     "ResNetGenerator": "lit_gen.nets",
     "ResNetDiscriminator": "lit_gen.nets",
+    "ResNetEncoder": "lit_gen.nets",
+    "ResNetDecoder": "lit_gen.nets",
     "DiffAugment": "lit_gen.nets",
 }
 

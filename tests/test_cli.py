@@ -12,7 +12,10 @@ from lit_gen import GANModule, VAEModule
 from lit_gen.cli import LitGenCLI
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml"))
+# complete experiment configs; configs/logger/ holds partial configs added after one, configs/sweeps/ W&B sweeps
+CONFIGS = sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name not in ("logger", "sweeps")
+)
 FAST = [
     "--trainer.max_epochs=1",
     "--trainer.limit_train_batches=2",
