@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         module = VQVAEModule.load_from_checkpoint(args.ckpt, map_location="cpu", weights_only=True).eval()
     except (ValueError, RuntimeError, TypeError) as err:
         sys.exit(f"cannot load {args.ckpt} as a VQVAEModule: {err}")
-    low, high = module.pixel_range.tolist()
+    low, high = module.pixel_range
     args.out.mkdir(parents=True, exist_ok=True)
     if args.command == "compress":
         shape = getattr(module.encoder, "image_shape", None)

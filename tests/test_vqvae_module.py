@@ -139,12 +139,12 @@ def test_discretized_logistic_likelihood_takes_two_channels_per_pixel(tmp_path) 
     module = tiny_vqvae(likelihood="discretized_logistic", decoder=VQDecoder(4, (1, 8, 8), width=8, out_channels=2))
     t = trainer(tmp_path, limit_train_batches=2)
     t.fit(module, datamodule=digits(value_range=(-1.0, 1.0)))
-    assert torch.isfinite(t.callback_metrics["train/loss"]) and module.pixel_range.tolist() == [-1.0, 1.0]
+    assert torch.isfinite(t.callback_metrics["train/loss"]) and module.pixel_range == (-1.0, 1.0)
     t.save_checkpoint(tmp_path / "vq.ckpt")
     nets = {"encoder": VQEncoder((1, 8, 8), code_dim=4, width=8), "quantizer": VectorQuantizer(16, 4),
             "decoder": VQDecoder(4, (1, 8, 8), width=8, out_channels=2)}  # fmt: skip
     loaded = VQVAEModule.load_from_checkpoint(tmp_path / "vq.ckpt", **nets)
-    assert loaded.pixel_range.tolist() == [-1.0, 1.0]
+    assert loaded.pixel_range == (-1.0, 1.0)
     images = module.reconstruct(torch.rand(3, 1, 8, 8) * 2 - 1)
     assert images.shape == (3, 1, 8, 8) and images.min() >= -1 and images.max() <= 1
     with pytest.raises(ValueError, match="the discretized_logistic likelihood needs 2 output channels"):

@@ -10,7 +10,7 @@ VAEs (Sohn et al. 2015). Per example, in nats:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
 import torch
@@ -31,22 +31,19 @@ from lit_gen.losses.vae import (
 )
 from lit_gen.metrics.evaluation import SampleEvaluation
 from lit_gen.metrics.likelihood import LikelihoodMetrics
+from lit_gen.modules.autoencoder import AutoencoderModule
 from lit_gen.modules.common import eval_mode, eval_rng, images_of, object_args_to_ignore, required_labels
-from lit_gen.modules.evaluation import EvaluatesSamples, data_value_range
-from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
+from lit_gen.modules.evaluation import EvaluatesSamples
+from lit_gen.modules.guards import NonFinitePolicy, loss_is_finite
 from lit_gen.modules.latent import LatentTools
-from lit_gen.modules.resume import ResumableRNG
 from lit_gen.modules.vae_checks import (
     check_decoder_output,
     check_objective,
-    check_unit_range,
-    metric_value_range,
     net_sizes,
 )
 from lit_gen.nets.conv_vae import ConvDecoder, ConvEncoder
 
 STEP_KEY = "lit_gen_vae_step"
-RANGE_KEY = "lit_gen_value_range"
 PredictOutput = Literal["inputs", "reconstructions", "samples", "pairs", "interpolations", "traversals"]
 PREDICT_OUTPUTS: tuple[str, ...] = ("inputs", "reconstructions", "samples", "pairs", "interpolations", "traversals")
 
@@ -67,12 +64,7 @@ class VAEOutput(NamedTuple):
     z: Tensor
 
 
-def default_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """Adam(lr=1e-3), the usual VAE default."""
-    return torch.optim.Adam(params, lr=1e-3)
-
-
-class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
+class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
     """A VAE with a Gaussian posterior, a N(0, I) prior and a Bernoulli, Gaussian or discretized-logistic likelihood.
 
     Args:
@@ -170,16 +162,12 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
         self.gaussian_std = gaussian_std
         # σ-VAE's learned standard deviation, one log-σ shared by all pixels
         self.log_std = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" and gaussian_std is None else None
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = lr_scheduler
-        self.flush_denormal = flush_denormal
-        self.nonfinite = check_policy(nonfinite)
+        self.init_training(optimizer, lr_scheduler, flush_denormal, nonfinite)
         self.importance_samples = importance_samples
         self.predict_outputs = tuple(predict_outputs)
         self.latent_steps, self.traversal_span = latent_steps, traversal_span
         self.set_evaluation(evaluation)
         self.test_metrics = LikelihoodMetrics()
-        self.pixel_range: tuple[float, float] = (0.0, 1.0)  # the data's value_range, set at setup, in checkpoints
         self._step = 0  # training batches so far: the schedules' clock, saved in checkpoints
 
     # -- the model ---------------------------------------------------------------------------------------------------
@@ -280,7 +268,7 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
     ) -> dict[str, Tensor]:
         """Batch means, per example, in nats: ``loss`` (the training objective at training batch ``step``, default
         the module's current one), ``recon`` (-log p(x|z)), ``kl``, ``elbo``; ``iwae`` with ``iwae_samples > 1``."""
-        self._check_range(x)
+        self.check_pixel_range(x, "gaussian")
         step = self._step if step is None else step
         mu, logvar = self.encode(x, labels)
         if self.iwae_samples > 1:
@@ -300,11 +288,6 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
             kl_term = (kl_term - target).abs()
         return {"loss": recon + self.beta_at(step) * kl_term, "recon": recon, "kl": kl, "elbo": -(recon + kl)}
 
-    def _check_range(self, x: Tensor) -> None:
-        if self.likelihood == "bernoulli" and not getattr(self, "_range_checked", False):
-            check_unit_range(x, "gaussian")
-            self._range_checked = True
-
     def _schedule_logs(self) -> dict[str, float]:
         logs = {"beta": self.beta_at(self._step)} if self.iwae_samples == 1 else {}
         if self.capacity is not None:
@@ -314,32 +297,14 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
         return logs
 
     # -- Lightning hooks ---------------------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        if self.flush_denormal:
-            torch.set_flush_denormal(True)
-        value_range = data_value_range(self)
-        if value_range is not None:
-            self.pixel_range = value_range
-
     def on_train_start(self) -> None:
         super().on_train_start()
-        if self.nonfinite == "skip" and self.trainer.world_size > 1:
-            raise ValueError(
-                "VAEModule(nonfinite='skip') cannot run on several processes: Lightning refuses to skip a step in "
-                "distributed automatic optimization; use nonfinite='stop' (the default) under DDP"
-            )
         data_classes = getattr(self.trainer.datamodule, "num_classes", None)
         if self.num_classes and data_classes is not None and data_classes != self.num_classes:
             raise ValueError(
                 f"the nets are conditional on {self.num_classes} classes but the data has {data_classes}: build both "
                 f"nets with num_classes={data_classes}, or num_classes=0 for an unconditional VAE"
             )
-
-    def configure_optimizers(self) -> Any:
-        opt = (self.optimizer_factory or default_adam)(self.parameters())
-        if self.scheduler_factory is None:
-            return opt
-        return {"optimizer": opt, "lr_scheduler": self.scheduler_factory(opt)}
 
     def _labels(self, batch: Any) -> Tensor | None:
         return required_labels(batch, self.num_classes, "VAE")
@@ -357,12 +322,10 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint[STEP_KEY] = self._step
-        checkpoint[RANGE_KEY] = list(self.pixel_range)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self._step = int(checkpoint.get(STEP_KEY, checkpoint.get("global_step", 0)))
-        self.pixel_range = tuple(checkpoint.get(RANGE_KEY, self.pixel_range))  # type: ignore[assignment]
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "val", batch_idx)
@@ -381,9 +344,6 @@ class VAEModule(LatentTools, EvaluatesSamples, ResumableRNG):
         self.test_metrics.update(x, self.reconstruct(x, labels), self._value_range(), log_px, rate)
         self.log_dict({f"test/{k}": m for k, m in self.test_metrics.metrics(log_px is not None).items()})
         self.update_evaluation(x, self.sample(x.shape[0], rng, labels), batch)
-
-    def _value_range(self) -> tuple[float, float]:
-        return metric_value_range(self, self.likelihood)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """The ``predict_outputs`` of the batch's images (see :meth:`latent_outputs`)."""

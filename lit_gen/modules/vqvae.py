@@ -31,16 +31,12 @@ from lit_gen.compression import (
 from lit_gen.losses.vae import likelihood_mean, params_per_pixel, reconstruction_nll
 from lit_gen.losses.vq import codebook_loss, commitment_loss, perplexity, squared_error
 from lit_gen.metrics.likelihood import LikelihoodMetrics
+from lit_gen.modules.autoencoder import AutoencoderModule
 from lit_gen.modules.common import eval_mode, images_of, object_args_to_ignore, shape_text
-from lit_gen.modules.evaluation import data_value_range
-from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
-from lit_gen.modules.resume import ResumableRNG
-from lit_gen.modules.vae import default_adam
-from lit_gen.modules.vae_checks import check_unit_range, metric_value_range
+from lit_gen.modules.guards import NonFinitePolicy, loss_is_finite
 from lit_gen.nets.vq import Quantized, VectorQuantizer
 from lit_gen.nets.vq_conv import VQDecoder, VQEncoder
 
-RANGE_KEY = "lit_gen_value_range"
 Reconstruction = Literal["mse", "bernoulli", "gaussian", "discretized_logistic"]
 
 
@@ -58,7 +54,7 @@ class VQVAEOutput(NamedTuple):
     quantized: Quantized
 
 
-class VQVAEModule(ResumableRNG):
+class VQVAEModule(AutoencoderModule):
     """A VQ-VAE: encoder -> nearest-code quantizer (straight-through) -> decoder, and a codec of its integer codes.
 
     Args:
@@ -124,15 +120,11 @@ class VQVAEModule(ResumableRNG):
                 f"{shape_text(grids[1])}: build both for the same image_shape and downsample"
             )
         self.likelihood, self.gaussian_std, self.commitment = likelihood, gaussian_std, commitment
-        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
-        self.flush_denormal = flush_denormal
-        self.nonfinite = check_policy(nonfinite)
+        self.init_training(optimizer, lr_scheduler, flush_denormal, nonfinite)
         self.recount_codes = recount_codes
         # code frequencies of the training split, per grid position when the encoder declares its grid
         grid = tuple(getattr(self.encoder, "grid", ()))
         self.register_buffer("code_counts", torch.zeros(*grid, self.num_codes, dtype=torch.long))
-        # the data's value_range, set at setup and saved in checkpoints beside the state dict (older ones lack it)
-        self.register_buffer("pixel_range", torch.tensor([0.0, 1.0]), persistent=False)
         self.test_metrics = LikelihoodMetrics()
         self.bit_metrics = nn.ModuleDict(
             {k: MeanMetric() for k in ("bits_per_image", "bits_fixed", "bits_information")}
@@ -156,7 +148,7 @@ class VQVAEModule(ResumableRNG):
     def decode(self, z_q: Tensor) -> Tensor:
         """``(B, D, *grid) -> (B, C, H, W)``: the mean of p(x|z_q), in the data's pixel range."""
         params = self.decoder(z_q)
-        return params if self.likelihood == "mse" else likelihood_mean(params, self.likelihood, self._pixel_range())
+        return params if self.likelihood == "mse" else likelihood_mean(params, self.likelihood, self.pixel_range)
 
     def forward(self, x: Tensor) -> VQVAEOutput:
         """Encode, quantize (straight-through), decode."""
@@ -264,14 +256,12 @@ class VQVAEModule(ResumableRNG):
     # -- the objective -----------------------------------------------------------------------------------------------
     def loss_terms(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         """Batch means per example: ``loss``, ``recon``, ``commitment`` (and ``codebook``); and the code counts."""
-        if self.likelihood == "bernoulli" and not getattr(self, "_range_checked", False):
-            check_unit_range(x, "mse")
-            self._range_checked = True
+        self.check_pixel_range(x, "mse")
         out = self(x)
         if self.likelihood == "mse":
             recon = squared_error(out.recon, x).mean()
         else:
-            nll = reconstruction_nll(out.recon, x, self.likelihood, self.gaussian_std, self._pixel_range())
+            nll = reconstruction_nll(out.recon, x, self.likelihood, self.gaussian_std, self.pixel_range)
             recon = nll.mean()
         commit = commitment_loss(out.z_e, out.quantized.codewords).mean()
         terms = {"recon": recon, "commitment": commit}
@@ -282,43 +272,6 @@ class VQVAEModule(ResumableRNG):
         return {"loss": loss, **terms}, out.quantized.counts
 
     # -- Lightning hooks ---------------------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        if self.flush_denormal:
-            torch.set_flush_denormal(True)
-        value_range = data_value_range(self)
-        if value_range is not None:
-            self.pixel_range.copy_(torch.tensor(value_range))
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint[RANGE_KEY] = self.pixel_range.tolist()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        if RANGE_KEY in checkpoint:
-            self.pixel_range.copy_(torch.tensor(checkpoint[RANGE_KEY]))
-
-    def _pixel_range(self) -> tuple[float, float]:
-        """The data's value_range, which only the discretized logistic uses (read without a host sync otherwise)."""
-        if self.likelihood != "discretized_logistic":
-            return (0.0, 1.0)
-        low, high = self.pixel_range.tolist()
-        return low, high
-
-    def on_train_start(self) -> None:
-        super().on_train_start()
-        if self.nonfinite == "skip" and self.trainer.world_size > 1:
-            raise ValueError(
-                "VQVAEModule(nonfinite='skip') cannot run on several processes: Lightning refuses to skip a step in "
-                "distributed automatic optimization; use nonfinite='stop' (the default) under DDP"
-            )
-
-    def configure_optimizers(self) -> Any:
-        opt = (self.optimizer_factory or default_adam)(self.parameters())
-        if self.scheduler_factory is None:
-            return opt
-        return {"optimizer": opt, "lr_scheduler": self.scheduler_factory(opt)}
-
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
         terms, counts = self.loss_terms(images_of(batch))
         if not loss_is_finite(self, "VQ-VAE loss", terms["loss"], self.nonfinite, batch_idx):
@@ -397,9 +350,6 @@ class VQVAEModule(ResumableRNG):
         else:
             loader = datamodule.train_dataloader()
         self.count_codes(self._apply_batch_transfer_handler(batch) for batch in loader)
-
-    def _value_range(self) -> tuple[float, float]:
-        return metric_value_range(self, self.likelihood)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """``{"inputs", "reconstructions"}``, each ``(B, C, H, W)`` in the data's pixel range; the reconstructions are
