@@ -235,3 +235,11 @@ def test_both_schedules_off_make_no_grid(tmp_path: Path) -> None:
     t = trainer(tmp_path, max_epochs=1, max_steps=2, limit_train_batches=3, limit_val_batches=0, callbacks=[grid])
     t.fit(tiny_gan(), datamodule=digits())
     assert grid.logged == [] and not (tmp_path / "samples").exists()
+
+
+def test_interpolations_on_a_vq_vae_name_the_callback_to_use() -> None:
+    from lit_gen import VQVAEModule
+    from lit_gen.callbacks.interpolations import latent_decoder
+
+    with pytest.raises(TypeError, match="A VQ-VAE has a grid of codes.*Reconstructions"):
+        latent_decoder(VQVAEModule())

@@ -132,3 +132,15 @@ def test_cvae_predict_samples_the_batch_labels() -> None:
     out = module.predict_step((x, y), 0)
     expected = module.sample(3, torch.Generator().manual_seed(0), labels=y)  # batch 0's noise seed, one process
     assert torch.equal(out["samples"], expected)
+
+
+def test_conditional_interpolation_encodes_each_end_with_its_own_label() -> None:
+    module, x = tiny_cvae(), torch.rand(2, 1, 8, 8)
+    y0, y1 = torch.tensor([1, 2]), torch.tensor([7, 3])
+    strip = module.interpolate(x, x.flip(0), steps=3, labels=y0, labels1=y1)
+    z1 = module.encode(x.flip(0), y1)[0]
+    assert torch.allclose(strip[:, 0], module.reconstruct(x, y0), atol=1e-6)
+    assert torch.allclose(strip[:, -1], module.decode(z1, y0), atol=1e-6)  # x1's latent, drawn as x0's class
+    out = tiny_cvae(predict_outputs=["interpolations"], latent_steps=3).predict_step((x, y0), 0)
+    z_next = module.encode(x.roll(-1, 0), y0.roll(-1, 0))[0]
+    assert torch.allclose(out["interpolations"][..., 16:], module.decode(z_next, y0), atol=1e-6)

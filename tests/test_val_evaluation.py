@@ -13,7 +13,7 @@ import torch
 from lit_gen import ImageQuality
 from lit_gen.metrics.evaluation import SampleEvaluation
 from lit_gen.modules.common import eval_rng
-from tests.helpers import digits, tiny_gan, trainer
+from tests.helpers import digits, tiny_gan, tiny_vae, trainer
 
 
 class RecordValidation(L.Callback):
@@ -84,3 +84,11 @@ def test_validation_samples_come_from_the_ema_generator(tmp_path: Path) -> None:
 def test_negative_schedule_is_refused() -> None:
     with pytest.raises(ValueError, match="evaluate_every_n_epochs must be >= 0"):
         tiny_gan(evaluate_every_n_epochs=-1)
+
+
+def test_vae_sample_metrics_on_the_validation_split(tmp_path: Path) -> None:
+    module = tiny_vae(evaluation=ImageQuality(kid_subset_size=50), evaluate_every_n_epochs=1)
+    record = RecordValidation()
+    t = trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=4, callbacks=[record])
+    t.fit(module, datamodule=digits(value_range=(0.0, 1.0)))
+    assert "val/fd" not in record.seen[0][2] and record.seen[-1][2]["val/fd"] > 0  # not in the sanity check

@@ -152,3 +152,12 @@ def test_too_many_stages_are_refused() -> None:
 def test_nets_and_compression_import_no_lightning() -> None:
     code = "import sys, lit_gen.nets, lit_gen.compression; assert 'lightning' not in sys.modules, 'lightning'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_nearest_code_is_chosen_in_float32_under_autocast() -> None:
+    torch.manual_seed(0)
+    vq = VectorQuantizer(num_codes=512, code_dim=16, init_from_data=False)
+    vectors = torch.randn(4096, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = vq.nearest(vectors)
+    assert torch.equal(under_autocast, vq.nearest(vectors))

@@ -46,7 +46,7 @@ def latent_decoder(pl_module: L.LightningModule) -> Callable[[Tensor, Tensor | N
 
         return generate
     decode = getattr(pl_module, "decode", None)
-    if callable(decode):
+    if callable(decode) and hasattr(pl_module, "latent_dim"):
 
         def decode_z(z: Tensor, labels: Tensor | None) -> Tensor:
             with torch.no_grad(), eval_mode(pl_module):
@@ -54,8 +54,9 @@ def latent_decoder(pl_module: L.LightningModule) -> Callable[[Tensor, Tensor | N
 
         return decode_z
     raise TypeError(
-        f"Interpolations needs a GANModule (sampling_generator) or a module with decode(z); "
-        f"{type(pl_module).__name__} has neither"
+        f"Interpolations needs a GANModule (sampling_generator) or a module with decode(z) of a latent_dim-sized z "
+        f"(VAEModule); {type(pl_module).__name__} has neither. A VQ-VAE has a grid of codes and no prior to "
+        "interpolate in: watch it with lit_gen.callbacks.Reconstructions"
     )
 
 

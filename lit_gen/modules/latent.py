@@ -66,12 +66,25 @@ class LatentTools:
     latent_dim: int
 
     @torch.no_grad()
-    def interpolate(self, x0: Tensor, x1: Tensor, steps: int = 8, labels: Tensor | None = None) -> Tensor:
+    def interpolate(
+        self,
+        x0: Tensor,
+        x1: Tensor,
+        steps: int = 8,
+        labels: Tensor | None = None,
+        labels1: Tensor | None = None,
+    ) -> Tensor:
         """Decode the straight line between the posterior means of ``x0`` and ``x1``: ``(B, C, H, W)`` pairs ->
-        ``(B, steps, C, H, W)``, the first and last entries the reconstructions of ``x0`` and ``x1``."""
+        ``(B, steps, C, H, W)``, the first and last entries the reconstructions of ``x0`` and ``x1``.
+
+        A conditional VAE encodes ``x0`` with ``labels`` and ``x1`` with ``labels1`` (default ``labels``), and decodes
+        the whole strip as class ``labels``: with different classes the last entry is ``x1``'s latent drawn as
+        ``x0``'s class (the latent holds the style, the label the class).
+        """
+        labels1 = labels if labels1 is None else labels1
         with eval_mode(self):  # type: ignore[arg-type]
-            path = linear_path(self.encode(x0, labels)[0], self.encode(x1, labels)[0], steps)  # type: ignore[attr-defined]
-            return self._decode_grid(path, labels)
+            z0, z1 = self.encode(x0, labels)[0], self.encode(x1, labels1)[0]  # type: ignore[attr-defined]
+            return self._decode_grid(linear_path(z0, z1, steps), labels)
 
     @torch.no_grad()
     def traverse(
@@ -117,7 +130,8 @@ class LatentTools:
             elif kind == "pairs":
                 out[kind] = side_by_side(x, recon)  # type: ignore[arg-type]
             elif kind == "interpolations":
-                out[kind] = side_by_side(*self.interpolate(x, x.roll(-1, 0), steps, labels).unbind(1))
+                following = None if labels is None else labels.roll(-1, 0)
+                out[kind] = side_by_side(*self.interpolate(x, x.roll(-1, 0), steps, labels, following).unbind(1))
             else:
                 rows = side_by_side(*self.traverse(x, None, steps, span, labels).unbind(2))  # (B, D, C, H, steps·W)
                 out[kind] = torch.cat(rows.unbind(1), dim=-2)

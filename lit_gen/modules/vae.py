@@ -104,6 +104,8 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         traversal_span: traversals sweep each dimension over ``[-span, span]``.
         evaluation: sample metrics computed by ``trainer.test`` on the test split and as many samples, e.g.
             :class:`~lit_gen.metrics.ImageQuality`; None = likelihood metrics only.
+        evaluate_every_n_epochs: also compute the ``evaluation`` on the validation split every n epochs and at the
+            last (``val/fd``, ...), e.g. for a sweep; 0 = at test time only.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         latent_steps: int = 8,
         traversal_span: float = 3.0,
         evaluation: SampleEvaluation | None = None,
+        evaluate_every_n_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -166,7 +169,7 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         self.importance_samples = importance_samples
         self.predict_outputs = tuple(predict_outputs)
         self.latent_steps, self.traversal_span = latent_steps, traversal_span
-        self.set_evaluation(evaluation)
+        self.set_evaluation(evaluation, evaluate_every_n_epochs)
         self.test_metrics = LikelihoodMetrics()
         self._step = 0  # training batches so far: the schedules' clock, saved in checkpoints
 
@@ -337,13 +340,14 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         x, labels, rng = images_of(batch), self._labels(batch), eval_rng(self, batch_idx)  # leaves the training RNG
         terms = self.loss_terms(x, labels, rng)
         self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, sync_dist=True, prog_bar=stage == "val")
+        if self.evaluating(stage):
+            self.update_evaluation(x, self.sample(x.shape[0], rng, labels), batch)
         if stage != "test":
             return
         log_px = self.log_likelihood(x, self.importance_samples, rng, labels) if self.importance_samples else None
         rate = self.rate_distortion(x, labels, self._value_range()).rate
         self.test_metrics.update(x, self.reconstruct(x, labels), self._value_range(), log_px, rate)
         self.log_dict({f"test/{k}": m for k, m in self.test_metrics.metrics(log_px is not None).items()})
-        self.update_evaluation(x, self.sample(x.shape[0], rng, labels), batch)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """The ``predict_outputs`` of the batch's images (see :meth:`latent_outputs`)."""

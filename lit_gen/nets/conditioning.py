@@ -28,7 +28,7 @@ def check_labels(labels: Tensor | None, num_classes: int, batch: int, owner: str
         if labels is not None:
             raise ValueError(
                 f"{owner} is unconditional (num_classes=0) but got labels; build it with num_classes=K for a "
-                "class-conditional GAN, or do not pass labels"
+                "class-conditional model, or do not pass labels"
             )
         return None
     if labels is None:

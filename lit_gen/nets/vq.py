@@ -100,16 +100,23 @@ class VectorQuantizer(nn.Module):
     # -- lookup ------------------------------------------------------------------------------------------------------
     def nearest(self, vectors: Tensor) -> Tensor:
         """``(N, D) -> (N,)`` int64: the index of the nearest codebook vector (squared L2; the first on ties)."""
-        codebook = self.codebook.detach()
-        distances = (
-            vectors.square().sum(1, keepdim=True) - 2 * vectors @ codebook.t() + codebook.square().sum(1)[None, :]
-        )
+        # in float32 even under autocast: codes from bf16/fp16 distances would differ from those compress() finds
+        with torch.autocast(vectors.device.type, enabled=False):
+            vectors, codebook = vectors.float(), self.codebook.detach().float()
+            distances = (
+                vectors.square().sum(1, keepdim=True) - 2 * vectors @ codebook.t() + codebook.square().sum(1)[None, :]
+            )
         return distances.argmin(1)
 
     def lookup(self, codes: Tensor) -> Tensor:
         """``(B, *grid)`` int64 codes -> ``(B, D, *grid)`` codebook vectors."""
-        if codes.dtype != torch.long or (codes.numel() and (codes.min() < 0 or codes.max() >= self.num_codes)):
-            raise ValueError(f"codes must be int64 in [0, {self.num_codes}), got {codes.dtype}")
+        if codes.dtype != torch.long:
+            raise ValueError(f"codes must be int64, got {codes.dtype}; convert them with codes.long()")
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.num_codes):
+            raise ValueError(
+                f"codes must lie in [0, {self.num_codes}) for this codebook, got [{int(codes.min())}, "
+                f"{int(codes.max())}]: they come from a model with another codebook size"
+            )
         return self.codebook[codes].movedim(-1, 1)
 
     def forward(self, z_e: Tensor) -> Quantized:
