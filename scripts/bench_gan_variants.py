@@ -126,8 +126,8 @@ def table_2d(protocol: str, runs: list[dict[str, Any]]) -> str:
 
 def table_mnist(runs: list[dict[str, Any]], floor: float) -> str:
     lines = [
-        f"**MNIST sample** (`{CONFIGS['mnist']}` + overrides, 40 epochs unless said, seed 0; floor = real validation vs test "
-        f"digits, FD {floor:.2f})",
+        f"**MNIST sample** (`{CONFIGS['mnist']}` + overrides, 40 epochs unless said, seed 0; floor = real validation "
+        f"vs test digits, FD {floor:.2f})",
         "",
         "| variant | EMA | FD | FD / floor | KID | precision | recall | classes | label accuracy | train CPU s |",
         "|---|---|---|---|---|---|---|---|---|---|",
