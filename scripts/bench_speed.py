@@ -4,7 +4,13 @@ nets, optimizers, batch size, precision and data, for the default GAN (``configs
 
     python scripts/bench_speed.py                  # both models on CPU: ~10-15 min on 2 cores
     python scripts/bench_speed.py --quick          # a short run of every section (~2 min on a quiet 2-core machine)
-    python scripts/bench_speed.py --device cuda --precision bf16-mixed --compile --image-size 64 --sections train check
+    python scripts/bench_speed.py --quick --threads 1  # on a busy machine: 2 threads on 2 shared cores are 7-16× slower
+
+On a GPU, one command per setting (``--image-size 64`` builds the DCGAN for 64×64 and resizes the digits; the
+DDP and threads sections are CPU-only and skipped):
+
+    python scripts/bench_speed.py --device cuda --models gan --image-size 64 --precision bf16-mixed [--compile]
+    python scripts/bench_speed.py --device cuda --models vae --precision 16-mixed [--compile] [--channels-last]
 
 Sections (``--sections``): ``check`` (the same losses after the same steps from the same weights, noise and batches),
 ``train`` (images/s, alternating A/B rounds in one process, after a warm-up round of each), ``eval``
@@ -217,8 +223,10 @@ class Twin:
         self.epoch += 1
         return time.perf_counter() - start, images
 
-    def evaluate(self, split: str, on_batch: Callable | None = None, test: bool = False) -> dict[str, float]:
-        data = self.batches(split).labelled()
+    def evaluate(
+        self, split: str, on_batch: Callable | None = None, test: bool = False, limit: int | None = None
+    ) -> dict[str, float]:
+        data = self.batches(split).labelled(0, limit)
         if isinstance(self.plain, PlainVAE):
             return self.plain.evaluate(data, self.importance_samples if test else 0, on_batch)
         return self.plain.evaluate(data, on_batch)
@@ -495,7 +503,8 @@ def section_eval(ctx: Context) -> dict[str, Any]:
 
     cli, _ = getattr(ctx, "trained", None) or ctx.bare()  # trained by the train section, else as initialised
     twin = Twin(cli, ctx.args, ctx.dm)  # copies of A's weights
-    model, trainer = cli.model, cli.trainer
+    model, trainer, limit = cli.model, cli.trainer, ctx.args.eval_limit
+    trainer.limit_val_batches = trainer.limit_test_batches = 1.0 if limit is None else limit
     quality = ImageQuality(feature="classifier", value_range=ctx.dm.value_range) if model.evaluation else None
     results: dict[str, Any] = {}
     for stage in ("validate", "test"):
@@ -509,12 +518,12 @@ def section_eval(ctx: Context) -> dict[str, Any]:
             start = time.perf_counter()
             if stage == "test" and quality is not None:
                 quality.reset()
-                b = twin.evaluate("test", quality.update, test=True)
+                b = twin.evaluate("test", quality.update, test=True, limit=limit)
                 with warnings.catch_warnings():  # KID's subset size lowered to the 500 test images, as in A
                     warnings.simplefilter("ignore")
                     b |= {k: float(v) for k, v in quality.compute().items()}
             else:
-                b = twin.evaluate("val" if stage == "validate" else "test", test=stage == "test")
+                b = twin.evaluate("val" if stage == "validate" else "test", test=stage == "test", limit=limit)
             sync(twin.device)
             b_time = time.perf_counter() - start
             if r > 0 or not ctx.args.eval_rounds:  # the first round warms up
@@ -530,11 +539,11 @@ def section_eval(ctx: Context) -> dict[str, Any]:
         print(f"[{ctx.kind} {stage}] lit_gen {statistics.median(a_s):.2f} s, plain {statistics.median(b_s):.2f} s, "
               f"max rel diff {rel:.1e} over {len(shared)} numbers", flush=True)  # fmt: skip
     if quality is not None:
-        results["test"]["fd_torchmetrics"] = torchmetrics_fd(twin, ctx.dm)
+        results["test"]["fd_torchmetrics"] = torchmetrics_fd(twin, ctx.dm, limit)
     return results
 
 
-def torchmetrics_fd(twin: Twin, dm: L.LightningDataModule) -> float:
+def torchmetrics_fd(twin: Twin, dm: L.LightningDataModule, limit: int | None = None) -> float:
     """The Fréchet distance of the plain test loop's samples from torchmetrics' FID with the shipped classifier's
     features fed images in [0, 1] (a cross-check of lit_gen's ImageQuality ``fd``)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
@@ -551,7 +560,7 @@ def torchmetrics_fd(twin: Twin, dm: L.LightningDataModule) -> float:
         fid.update((real.float() - low) / (high - low), real=True)
         fid.update((fake.float() - low) / (high - low), real=False)
 
-    twin.evaluate("test", update, test=True)
+    twin.evaluate("test", update, test=True, limit=limit)
     return float(fid.compute())
 
 
@@ -838,6 +847,7 @@ def fmt_ratio(d: dict[str, Any]) -> str:
 def tables(results: dict[str, Any], args: argparse.Namespace) -> str:
     names = {kind: f"{name} {args.image_size}×{args.image_size}" for kind, name in NAMES.items()}
     out = [f"Device {args.device}, precision {args.precision}, {args.threads} torch thread(s), flush-denormal on, "
+           f"load average {results['load_average_at_start']:.1f} at the start, "
            f"compile {args.compile}, channels_last {args.channels_last}, image size {args.image_size}, batch size "
            f"{results.get('batch_size', 64)}; ratios are lit_gen / plain-loop throughput, median (min–max) over "
            "alternating rounds.\n"]  # fmt: skip
@@ -959,9 +969,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.rounds = args.rounds or (2 if quick else 5)
     args.limit = args.limit or (15 if quick else None)
     args.eval_rounds = 1 if quick else 3
+    args.eval_limit = 3 if quick else None  # evaluation batches (VAE test: IWAE with k = 64 per image)
     args.scaling_rounds = 1 if quick else 2
     args.profile_rounds = 1
-    args.sizes = [320, 640, 1280] if quick else [1000, 2000, 4000]
+    args.sizes = [256, 512, 1024] if quick else [1000, 2000, 4000]
     args.batch_sizes = [32, 128] if quick else [32, 64, 128, 256]
     args.batch_images = 1024 if quick else 2048
     args.thread_batches = 10 if quick else 40
@@ -987,6 +998,11 @@ def main() -> None:
     settings = ("threads", "device", "precision", "compile", "channels_last", "image_size", "quick")
     results: dict[str, Any] = {k: getattr(args, k) for k in settings}
     results["interop_threads"] = torch.get_num_interop_threads()
+    results["load_average_at_start"] = os.getloadavg()[0]
+    if args.device == "cpu" and os.getloadavg()[0] > 0.5:
+        print(f"bench_speed: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores before starting: other "
+              "jobs share the CPU and distort every timing (with the cores busy, 2 torch threads can be many times "
+              "slower than 1; see --threads)", flush=True)  # fmt: skip
     args.tmp = tempfile.mkdtemp(prefix="bench_speed_")
     try:
         for kind in args.models:
@@ -1003,6 +1019,7 @@ def main() -> None:
                 print(f"[{kind} {section}] {time.time() - t0:.0f} s", flush=True)
     finally:
         shutil.rmtree(args.tmp, ignore_errors=True)
+    results["load_average_at_end"] = os.getloadavg()[0]
     command = "python " + shlex.join(["scripts/bench_speed.py", *sys.argv[1:]])
     write_results(args.out, results, tables(results, args), command, started)
 
