@@ -490,8 +490,8 @@ def section_train(ctx: Context) -> dict[str, Any]:
         timer = fit_alternating(cli, twin, ctx.dm, ctx.args.rounds, ctx.args.limit, log)
         out[variant] = summarize(timer.a, timer.b)
         s = out[variant]["train_s"]
-        print(f"[{ctx.kind} {variant}] training batches: lit_gen {s['a_median']:.0f} img/s, plain "
-              f"{s['b_median']:.0f} img/s, ratio {fmt_ratio(s)}", flush=True)  # fmt: skip
+        print(f"[{ctx.kind} {variant}] training batches, images/s per round: lit_gen {numbers(s['a_images_per_s'])}; "
+              f"plain {numbers(s['b_images_per_s'])}; ratio {fmt_ratio(s)}", flush=True)  # fmt: skip
         if variant == "bare":
             ctx.trained = (cli, twin)  # the eval section scores these weights
     return out
@@ -651,7 +651,8 @@ def section_ddp(ctx: Context) -> list[dict[str, Any]]:
                    "--trainer.enable_model_summary=false", "--trainer.accelerator=cpu",
                    f"--trainer.devices={processes}",
                    f"--trainer.max_epochs={ctx.args.ddp_epochs}", "--trainer.limit_val_batches=0",
-                   "--trainer.num_sanity_val_steps=0", "--trainer.callbacks=[]",
+                   "--trainer.num_sanity_val_steps=0", f"--trainer.default_root_dir={ctx.args.tmp}",
+                   "--trainer.callbacks=[]",
                    "--trainer.callbacks+=bench_speed.EpochTimer", f"--trainer.callbacks.path={path}"]  # fmt: skip
         if processes > 1:
             command.append("--trainer.strategy=ddp")
@@ -840,6 +841,14 @@ def section_profile(ctx: Context) -> dict[str, Any]:
 NAMES = {"gan": "DCGAN", "vae": "conv VAE"}
 
 
+def numbers(values: list[float], digits: int = 0) -> str:
+    return ", ".join(f"{v:.{digits}f}" for v in values)
+
+
+def percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f} %"
+
+
 def fmt_ratio(d: dict[str, Any]) -> str:
     return f"{d['ratio_median']:.3f} ({d['ratio_min']:.3f}–{d['ratio_max']:.3f})"
 
@@ -860,16 +869,16 @@ def tables(results: dict[str, Any], args: argparse.Namespace) -> str:
             if not train:
                 continue
             bare = train["bare"]
-            util = lambda u: "" if u is None else f"{u:.0f} %"  # noqa: E731
             out.append(f"| {names[kind]} | plain PyTorch loop: training batches | {bare['train_s']['b_median']:.0f} "
-                       f"| 1 | {bare['b_peak_mib']:.0f} | {util(bare['b_gpu_util'])} |")  # fmt: skip
+                       f"| 1 | {bare['b_peak_mib']:.0f} | {percent(bare['b_gpu_util'])} |")  # fmt: skip
             labels = {"shipped": "lit_gen as shipped (CSV logger, checkpoints, sample grid)",
                       "bare": "lit_gen bare Trainer"}  # fmt: skip
             for variant in ("shipped", "bare"):
                 s = train[variant]
                 for key, what in (("train_s", "training batches"), ("epoch_s", "whole epoch incl. validation")):
                     out.append(f"| {names[kind]} | {labels[variant]}: {what} | {s[key]['a_median']:.0f} | "
-                               f"{fmt_ratio(s[key])} | {s['a_peak_mib']:.0f} | {util(s['a_gpu_util'])} |")  # fmt: skip
+                               f"{fmt_ratio(s[key])} | {s['a_peak_mib']:.0f} | "
+                               f"{percent(s['a_gpu_util'])} |")  # fmt: skip
         out.append("")
     if any("check" in results[k] for k in models):
         out += ["| model | steps | losses compared | last step, lit_gen | last step, plain | max abs diff "
@@ -877,10 +886,11 @@ def tables(results: dict[str, Any], args: argparse.Namespace) -> str:
         for kind in models:
             c = results[kind].get("check")
             if c:
-                last = lambda v: ", ".join(f"{x:.6f}" for x in v[-1])  # noqa: E731
-                out.append(f"| {names[kind]} | {c['steps']} | {', '.join(c['keys'])} | {last(c['lit_gen'])} | "
-                           f"{last(c['plain'])} | {c['max_abs_diff']:.2e} | {c['max_rel_diff']:.2e} | "
-                           f"{c['weights_max_abs_diff']:.2e} |")  # fmt: skip
+                out.append(
+                    f"| {names[kind]} | {c['steps']} | {', '.join(c['keys'])} | "
+                    f"{numbers(c['lit_gen'][-1], 6)} | {numbers(c['plain'][-1], 6)} | "
+                    f"{c['max_abs_diff']:.2e} | {c['max_rel_diff']:.2e} | {c['weights_max_abs_diff']:.2e} |"
+                )
         out.append("")
     if any("eval" in results[k] for k in models):
         out += ["| model | stage | lit_gen s | plain s | ratio | numbers compared | max rel diff | FD lit_gen / "
