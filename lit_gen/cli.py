@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from pathlib import Path
@@ -10,6 +11,7 @@ import torch
 import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -43,6 +45,9 @@ class SaveRunConfig(SaveConfigCallback):
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         record_config(trainer, yaml.safe_load(self.parser.dump(self.config, skip_none=False)))
+
+
+PROGRESS_REFRESH = 10  # batches between redraws of the default progress bar
 
 
 class LitGenCLI(LightningCLI):
@@ -88,7 +93,17 @@ class LitGenCLI(LightningCLI):
         strategy = self.trainer.strategy
         if type(strategy.checkpoint_io) is TorchCheckpointIO:
             strategy.checkpoint_io = AtomicCheckpointIO()
+        self._slower_default_progress_bar()
         start_wandb_runs(self.trainer)
+
+    def _slower_default_progress_bar(self) -> None:
+        """Lightning's default bar redraws after every batch: 0.8 ms a step on a CPU core, 1.6 % of the default VAE's
+        step. Redraw every ``PROGRESS_REFRESH`` batches unless the config brings its own progress bar."""
+        config = self.config.get(self.subcommand) or self.config  # not config_init: the Trainer appends to its list
+        given = [cb.get("class_path", "") for cb in config.get("trainer", {}).get("callbacks") or []]
+        bar = self.trainer.progress_bar_callback
+        if isinstance(bar, TQDMProgressBar) and not any(issubclass(import_class(path), ProgressBar) for path in given):
+            bar._refresh_rate = PROGRESS_REFRESH
 
     def before_validate(self) -> None:
         start_wandb_runs(self.trainer)
@@ -143,6 +158,12 @@ def resolve_last_checkpoint(config: Namespace, reuse_version: bool = True) -> Pa
     if reuse_version and init is not None and "version" in init:
         init.version = candidates[-1].parent.parent.name
     return candidates[-1]
+
+
+def import_class(class_path: str) -> type:
+    """The class a config's ``class_path`` names."""
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def main(args: list[str] | None = None) -> None:

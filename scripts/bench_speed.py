@@ -429,16 +429,18 @@ class Context:
 def section_check(ctx: Context) -> dict[str, Any]:
     """A and B from the same weights, RNG state and batches for ``steps`` steps: the losses of every step."""
     steps = ctx.args.check_steps
+    # log_every_n_steps=1: the modules log training values on the loggers' steps only
     cli, twin = ctx.bare("--trainer.max_epochs=1", f"--trainer.limit_train_batches={steps}",
-                         "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0")  # fmt: skip
+                         "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
+                         "--trainer.log_every_n_steps=1")  # fmt: skip
     model, keys = cli.model, (["d_loss", "g_loss"] if ctx.kind == "gan" else ["loss", "recon", "kl"])
-    logged: list[list[float]] = []
-    log_dict = model.log_dict
+    seen: dict[str, list[float]] = defaultdict(list)
+    log = model.log
 
-    def capture(values: dict[str, Any], *a: Any, **k: Any) -> None:
-        if f"train/{keys[0]}" in values:
-            logged.append([float(values[f"train/{key}"].detach()) for key in keys])
-        log_dict(values, *a, **k)
+    def capture(name: str, value: Any, *a: Any, **k: Any) -> None:
+        if name.startswith("train/"):
+            seen[name].append(float(value.detach() if isinstance(value, Tensor) else value))
+        log(name, value, *a, **k)
 
     class FirstState(L.Callback):
         def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
@@ -448,12 +450,13 @@ def section_check(ctx: Context) -> dict[str, Any]:
 
     first = FirstState()
     cli.trainer.callbacks.append(first)
-    model.log_dict = capture
+    model.log = capture  # log_dict calls log for each key
     try:
         with quiet():
             cli.trainer.fit(model, datamodule=ctx.dm)
     finally:
-        del model.log_dict
+        del model.log
+    logged = [list(step) for step in zip(*(seen[f"train/{key}"] for key in keys), strict=True)]
     torch.set_rng_state(first.cpu)  # B draws its noise from where A's first step drew it
     if first.cuda is not None:
         torch.cuda.set_rng_state(first.cuda, twin.device)

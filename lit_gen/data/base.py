@@ -13,6 +13,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import RandomSampler
 
+from lit_gen.data.batched import BatchedView, collate
+
 Split = Literal["train", "val", "test"]
 
 
@@ -133,13 +135,14 @@ class ImageDataModule(L.LightningDataModule):
         dataset = self.splits[split]
         sampler = EpochSeededRandomSampler(dataset, seed=self.seed) if shuffle else None  # type: ignore[arg-type]
         return StatefulDataLoader(
-            dataset,
+            BatchedView(dataset),
             batch_size=self.batch_size,
             sampler=sampler,
             generator=sampler.generator if sampler is not None else None,
             drop_last=drop_last and len(dataset) // self._world_size() > self.batch_size,  # type: ignore[arg-type]
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            collate_fn=collate,  # in-memory sources gather a batch in one indexing operation (data/batched.py)
         )
 
     def _world_size(self) -> int:

@@ -54,6 +54,27 @@ def required_labels(batch: Any, num_classes: int, model: str) -> Tensor | None:
     return labels
 
 
+def logs_this_step(module: L.LightningModule, pending_optimizer_steps: int = 0) -> bool:
+    """Whether a training step's secondary values are worth ``self.log``: the loggers write step values only every
+    ``log_every_n_steps`` batches (Lightning's own test), and ``callback_metrics`` should hold the values of an epoch's
+    last batch and of the run's last step. Each ``self.log`` key costs about 0.4 ms on a CPU (Lightning moves its
+    metric state to the value's device), 8 % of the default VAE's step when five keys were logged every step.
+
+    Args:
+        module: the module in ``training_step``.
+        pending_optimizer_steps: optimizer steps this training step still makes after the call (1 for automatic
+            optimization, 0 when a manual-optimization module logs after stepping), to spot the last step of
+            ``max_steps``.
+    """
+    trainer = module._trainer
+    connector = getattr(trainer, "_logger_connector", None)
+    if trainer is None or connector is None or connector.should_update_logs or trainer.fast_dev_run:
+        return True
+    if trainer.is_last_batch:
+        return True
+    return 0 <= trainer.max_steps <= trainer.global_step + pending_optimizer_steps
+
+
 def shape_text(shape: Iterable[int]) -> str:
     """``(1, 28, 28)`` -> ``'1×28×28'``."""
     return "×".join(str(s) for s in shape)

@@ -21,7 +21,14 @@ from torch import Tensor, nn
 from lit_gen.losses.gan import GANLossName, get_gan_loss
 from lit_gen.losses.penalties import gradient_penalty, input_gradient_sq_norm
 from lit_gen.metrics.evaluation import SampleEvaluation
-from lit_gen.modules.common import eval_mode, eval_rng, images_of, object_args_to_ignore, required_labels
+from lit_gen.modules.common import (
+    eval_mode,
+    eval_rng,
+    images_of,
+    logs_this_step,
+    object_args_to_ignore,
+    required_labels,
+)
 from lit_gen.modules.ddp import ManualGradSync
 from lit_gen.modules.ema import GeneratorEMA
 from lit_gen.modules.evaluation import EvaluatesSamples, data_value_range
@@ -276,11 +283,12 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         self._step += 1
         self.generator_steps += 1
         self.images_seen += sum(real.shape[0] for real, _ in group) * self.trainer.world_size
-        self.log_dict({"train/d_loss": d_stats[0], "train/g_loss": g_loss}, prog_bar=True)
-        self.log_dict({"train/d_real": d_stats[1], "train/d_fake": d_stats[2]})
-        counters = {"generator_steps": self.generator_steps, "images_seen": self.images_seen}
-        counters["skipped_steps"] = self.skipped_steps
-        self.log_dict({f"train/{k}": v.float() for k, v in counters.items()})
+        if logs_this_step(self):  # only when the loggers write: each self.log key costs ~0.4 ms
+            self.log_dict({"train/d_loss": d_stats[0], "train/g_loss": g_loss}, prog_bar=True)
+            self.log_dict({"train/d_real": d_stats[1], "train/d_fake": d_stats[2]})
+            counters = {"generator_steps": self.generator_steps, "images_seen": self.images_seen}
+            counters["skipped_steps"] = self.skipped_steps
+            self.log_dict({f"train/{k}": v.float() for k, v in counters.items()})
 
     def _labels(self, batch: Any) -> Tensor | None:
         return required_labels(batch, self.num_classes, "GAN")
