@@ -80,3 +80,50 @@ def test_the_default_progress_bar_redraws_every_ten_batches(tmp_path: Path) -> N
     assert LitGenCLI(args=common).trainer.progress_bar_callback.refresh_rate == 10
     own = LitGenCLI(args=[*common, "--trainer.callbacks+=lightning.pytorch.callbacks.TQDMProgressBar"])
     assert own.trainer.progress_bar_callback.refresh_rate == 1  # a bar the config brings is left alone
+
+
+def test_compile_and_channels_last_reach_the_nets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    compiled: list[str] = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
+    from lit_gen import VAEModule
+    from lit_gen.nets import ConvDecoder, ConvEncoder
+
+    module = VAEModule(encoder=ConvEncoder((1, 8, 8), 2, width=4), decoder=ConvDecoder(2, (1, 8, 8), width=4),
+                       compile=True, channels_last=True)  # fmt: skip
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, datamodule=digits(value_range=(0.0, 1.0)))
+    trainer.validate(module, datamodule=digits(value_range=(0.0, 1.0)), verbose=False)
+    assert compiled == ["ConvEncoder", "ConvDecoder"]  # once each, although setup ran twice
+    conv = next(m.weight for m in module.decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d))  # (8, 4, 4, 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert "encoder.features.0.weight" in module.state_dict()  # checkpoint keys unchanged
+
+
+@pytest.mark.slow
+def test_a_compiled_gan_takes_the_same_steps(tmp_path: Path) -> None:
+    """torch.compile on the CPU (a C++ compiler; ~1 min to compile on 2 cores): the same weights after 6 steps."""
+    sums = []
+    for compile in (False, True):
+        module = tiny_gan(compile=compile)
+        trainer = L.Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+        trainer.fit(module, datamodule=digits())
+        sums.append(torch.cat([p.detach().flatten() for p in module.generator.parameters()]))
+    assert torch.allclose(sums[0], sums[1], atol=1e-5)
+
+
+def test_loader_settings_follow_the_source(tmp_path: Path) -> None:
+    import os
+
+    from lit_gen.data import ImageFolderDataModule
+    from tests.test_data import write_folder
+
+    in_memory = digits().train_dataloader()
+    assert in_memory.num_workers == 0 and not in_memory.pin_memory  # no workers for one indexing op; CPU: no pinning
+    write_folder(tmp_path, {f"{i}.png": (8, 8) for i in range(10)})
+    files = ImageFolderDataModule(root=str(tmp_path), batch_size=2).train_dataloader()
+    assert files.num_workers == min(4, os.cpu_count() or 1) and files.persistent_workers  # files decode per item
+    assert ImageFolderDataModule(root=str(tmp_path), num_workers=0).train_dataloader().num_workers == 0
+    with pytest.raises(ValueError, match="num_workers must be >= 0"):
+        digits().__class__(num_workers=-1)

@@ -3,11 +3,13 @@ turned into floats in ``value_range`` after the transfer to the device (4× less
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 import lightning as L
 import torch
 import torchvision.transforms.v2.functional as TF
+from lightning.pytorch.accelerators import CUDAAccelerator
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
 from torchdata.stateful_dataloader import StatefulDataLoader
@@ -29,7 +31,10 @@ class ImageDataModule(L.LightningDataModule):
         value_range: ``(low, high)`` of the pixels the model sees: ``(-1, 1)`` for tanh generators,
             ``(0, 1)`` for Bernoulli decoders.
         image_size: resize the shorter side to this (antialiased) and centre-crop a square, or keep the size (None).
-        num_workers: DataLoader worker processes (0 is fastest for the in-memory sources).
+        num_workers: DataLoader worker processes; None = 0 for the in-memory sources (digits, MNIST sample,
+            torchvision sets: a batch is one indexing operation, workers would only add inter-process copies) and
+            ``min(4, CPU count)`` for image folders, whose files are decoded per item.
+        pin_memory: page-locked batches for asynchronous host-to-GPU copies; None = on when training on CUDA.
         predict_split: which split ``lit-gen predict`` iterates (reconstructions for VAEs; a batch size for GANs).
         drop_last: drop the last incomplete training batch (batch norm dislikes tiny batches).
     """
@@ -43,7 +48,8 @@ class ImageDataModule(L.LightningDataModule):
         seed: int = 0,
         value_range: tuple[float, float] = (-1.0, 1.0),
         image_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
         predict_split: Split = "test",
         drop_last: bool = True,
     ) -> None:
@@ -62,7 +68,10 @@ class ImageDataModule(L.LightningDataModule):
         self.seed = seed
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.image_size = image_size
+        if num_workers is not None and num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0 (None = chosen by the source), got {num_workers}")
         self.num_workers = num_workers
+        self.pin_memory = pin_memory
         self.predict_split = predict_split
         self.drop_last = drop_last
         self.splits: dict[str, Dataset] = {}
@@ -132,17 +141,25 @@ class ImageDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
         if not self.splits:
             self.setup()
-        dataset = self.splits[split]
-        sampler = EpochSeededRandomSampler(dataset, seed=self.seed) if shuffle else None  # type: ignore[arg-type]
+        dataset = BatchedView(self.splits[split])  # in-memory sources gather a batch in one indexing operation
+        sampler = EpochSeededRandomSampler(dataset, seed=self.seed) if shuffle else None
+        workers = self.num_workers
+        if workers is None:
+            workers = 0 if dataset.source is not None else min(4, os.cpu_count() or 1)
+        pin = self.pin_memory
+        if pin is None:
+            trainer = getattr(self, "trainer", None)
+            pin = trainer is not None and isinstance(trainer.accelerator, CUDAAccelerator)
         return StatefulDataLoader(
-            BatchedView(dataset),
+            dataset,
             batch_size=self.batch_size,
             sampler=sampler,
             generator=sampler.generator if sampler is not None else None,
-            drop_last=drop_last and len(dataset) // self._world_size() > self.batch_size,  # type: ignore[arg-type]
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate,  # in-memory sources gather a batch in one indexing operation (data/batched.py)
+            drop_last=drop_last and len(dataset) // self._world_size() > self.batch_size,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=pin,
+            collate_fn=collate,
         )
 
     def _world_size(self) -> int:

@@ -35,6 +35,7 @@ from lit_gen.modules.evaluation import EvaluatesSamples, data_value_range
 from lit_gen.modules.gan_checks import build_nets, check_fake, check_options
 from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
 from lit_gen.modules.resume import ResumableRNG
+from lit_gen.modules.speed import speed_up
 from lit_gen.nets.augment import diff_augment, parse_policy
 from lit_gen.nets.conditioning import pack as pack_samples
 
@@ -84,6 +85,10 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
             sampling, test metrics, predict and export then use it. None = off.
         ema_warmup: EMA decay ramp, ``min(decay, (1 + t) / (ema_warmup + t))`` at update t (0 = constant decay).
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup: denormal floats slow CPU training up to 3×.
+        compile: ``torch.compile`` the networks (``nn.Module.compile``: checkpoints keep their keys); for long
+            GPU runs, the first steps pay tens of seconds of compilation.
+        channels_last: store the networks' conv weights channels-last (faster convolutions on a GPU under
+            mixed precision).
         accumulate_grad_batches: make one GAN iteration (``n_critic`` D steps, one G step) out of this many batches,
             equal to one iteration on a batch that many times larger for nets without batch norm (Lightning's own
             option refuses manual optimization). Gradients are all-reduced once per step under DDP; a group may span
@@ -128,6 +133,8 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         generator_clip_norm: float | None = None,
         discriminator_clip_norm: float | None = None,
         flush_denormal: bool = True,
+        compile: bool = False,
+        channels_last: bool = False,
         nonfinite: NonFinitePolicy = "stop",
         evaluation: SampleEvaluation | None = None,
         evaluate_every_n_epochs: int = 0,
@@ -235,6 +242,7 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
     def setup(self, stage: str) -> None:
         if self.flush_denormal:
             torch.set_flush_denormal(True)
+        speed_up([self.generator, self.discriminator], self.hparams.compile, self.hparams.channels_last)
 
     def on_fit_start(self) -> None:
         super().on_fit_start()

@@ -43,6 +43,7 @@ from lit_gen.modules.common import (
 from lit_gen.modules.evaluation import EvaluatesSamples
 from lit_gen.modules.guards import NonFinitePolicy, loss_is_finite
 from lit_gen.modules.latent import LatentTools
+from lit_gen.modules.speed import speed_up
 from lit_gen.modules.vae_checks import (
     check_decoder_output,
     check_objective,
@@ -101,6 +102,10 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         optimizer: ``params -> Optimizer``; default Adam(lr=1e-3).
         lr_scheduler: ``optimizer -> LRScheduler`` stepped every epoch; None = constant.
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup (denormals slow CPU training).
+        compile: ``torch.compile`` the networks (``nn.Module.compile``: checkpoints keep their keys); for long
+            GPU runs, the first steps pay tens of seconds of compilation.
+        channels_last: store the networks' conv weights channels-last (faster convolutions on a GPU under
+            mixed precision).
         nonfinite: a NaN/inf loss ``"stop"``s training with an error naming the step, or the batch is ``"skip"``ped.
         importance_samples: k of the importance-weighted estimate of log p(x) logged at test time as ``test/nll``
             and ``test/bpd`` (Burda et al. 2015, arXiv 1509.00519; 5000 in the literature); 0 = off.
@@ -135,6 +140,8 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         flush_denormal: bool = True,
+        compile: bool = False,
+        channels_last: bool = False,
         nonfinite: NonFinitePolicy = "stop",
         importance_samples: int = 64,
         predict_outputs: Sequence[PredictOutput] = ("inputs", "reconstructions", "samples"),
@@ -307,6 +314,10 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         return logs
 
     # -- Lightning hooks ---------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        speed_up([self.encoder, self.decoder], self.hparams.compile, self.hparams.channels_last)
+
     def on_train_start(self) -> None:
         super().on_train_start()
         data_classes = getattr(self.trainer.datamodule, "num_classes", None)
