@@ -50,7 +50,7 @@ def assert_same(a: object, b: object, where: str = "") -> None:
 @pytest.mark.parametrize(
     ("config", "extra"),
     [
-        ("configs/gan/digits.yaml", ()),
+        pytest.param("configs/gan/digits.yaml", (), marks=pytest.mark.slow),  # ~35 s each: the next one stays
         (  # the EMA, lazy R1, annealed instance noise and per-step schedules resume too
             "configs/gan/digits.yaml",
             (
@@ -66,7 +66,7 @@ def assert_same(a: object, b: object, where: str = "") -> None:
                 "--model.generator_scheduler.init_args.total_iters=100",
             ),
         ),
-        ("configs/vae/digits.yaml", ()),
+        pytest.param("configs/vae/digits.yaml", (), marks=pytest.mark.slow),
     ],
 )
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(config: str, extra: tuple, tmp_path: Path) -> None:

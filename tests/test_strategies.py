@@ -44,12 +44,17 @@ def run_ddp(config: str, tmp_path: Path, *extra: str) -> subprocess.CompletedPro
     ("config", "extra"),
     [
         ("configs/gan/digits.yaml", ()),
-        ("configs/gan/digits.yaml", ("--model.n_critic=2", "--model.loss=wasserstein", "--model.gradient_penalty=10")),
-        (
+        pytest.param(
+            "configs/gan/digits.yaml",
+            ("--model.n_critic=2", "--model.loss=wasserstein", "--model.gradient_penalty=10"),
+            marks=pytest.mark.slow,  # ~40 s each: one DDP run stays in the default suite
+        ),
+        pytest.param(
             "configs/gan/digits.yaml",
             ("--model.accumulate_grad_batches=2", "--model.generator_clip_norm=1.0", "--model.ema_decay=0.9"),
+            marks=pytest.mark.slow,
         ),  # the EMA too
-        ("configs/vae/digits.yaml", ()),
+        pytest.param("configs/vae/digits.yaml", (), marks=pytest.mark.slow),
     ],
 )
 def test_ddp_two_cpu_processes_keep_the_replicas_identical(config: str, extra: tuple[str, ...], tmp_path: Path) -> None:
@@ -85,11 +90,16 @@ def test_bf16_mixed_on_cpu(make, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("config", "keys"), [("configs/gan/digits.yaml", ("d_real",)), ("configs/vae/digits.yaml", ("kl", "mse", "psnr"))]
+    ("subcommand", "config", "keys"),
+    [
+        ("test", "configs/vae/digits.yaml", ("kl", "mse", "psnr")),  # ~35 s each: one stays in the default suite
+        pytest.param("validate", "configs/vae/digits.yaml", ("kl", "mse", "psnr"), marks=pytest.mark.slow),
+        pytest.param("test", "configs/gan/digits.yaml", ("d_real",), marks=pytest.mark.slow),
+        pytest.param("validate", "configs/gan/digits.yaml", ("d_real",), marks=pytest.mark.slow),
+    ],
 )
-@pytest.mark.parametrize("subcommand", ["validate", "test"])
 def test_ddp_evaluation_matches_one_process(
-    config: str, keys: tuple[str, ...], subcommand: str, tmp_path: Path
+    subcommand: str, config: str, keys: tuple[str, ...], tmp_path: Path
 ) -> None:
     """Metrics that do not depend on sampled noise are the same on 2 processes as on 1 (sync_dist averaging)."""
     from lit_gen.cli import LitGenCLI

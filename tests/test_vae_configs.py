@@ -15,11 +15,11 @@ from tests.test_cli import FAST, ROOT, run_cli, write_cifar10
 @pytest.mark.parametrize(
     ("config", "logged"),
     [
-        ("configs/vae/beta_vae_mnist.yaml", {"train/beta"}),
+        pytest.param("configs/vae/beta_vae_mnist.yaml", {"train/beta"}, marks=pytest.mark.slow),  # 28×28: ~25-35 s
         ("configs/vae/beta_vae_digits.yaml", {"train/beta", "train/capacity"}),
-        ("configs/vae/iwae_mnist.yaml", {"train/iwae", "val/iwae"}),
+        pytest.param("configs/vae/iwae_mnist.yaml", {"train/iwae", "val/iwae"}, marks=pytest.mark.slow),
         ("configs/vae/iwae_digits.yaml", {"train/iwae", "val/iwae"}),
-        ("configs/vae/cvae_mnist.yaml", set()),
+        pytest.param("configs/vae/cvae_mnist.yaml", set(), marks=pytest.mark.slow),
         ("configs/vae/cvae_digits.yaml", set()),
     ],
 )

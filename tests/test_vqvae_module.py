@@ -185,8 +185,12 @@ def run_cli(*args: str) -> LitGenCLI:
 
 
 @pytest.mark.parametrize(
-    ("config", "resume"), [("configs/vae/vqvae_digits.yaml", True), ("configs/vae/vqvae_mnist.yaml", False)]
-)  # the resume path is the same for both; MNIST skips it to save a data load
+    ("config", "resume"),
+    [
+        ("configs/vae/vqvae_digits.yaml", True),
+        pytest.param("configs/vae/vqvae_mnist.yaml", False, marks=pytest.mark.slow),
+    ],
+)  # the resume path is the same for both; MNIST skips it to save a data load (and is marked slow, ~25 s)
 def test_configs_fit_resume_test_and_predict(config: str, resume: bool, tmp_path: Path) -> None:
     common = ["--config", str(ROOT / config), f"--trainer.logger.init_args.save_dir={tmp_path}"]
     cli = run_cli("fit", *common, *FAST)
