@@ -2,6 +2,7 @@
 
     python scripts/bench_gan_variants.py --protocols ring grid --seeds 2 --jobs 2   # 2D, results/gan-variants-2d
     python scripts/bench_gan_variants.py --protocols mnist --jobs 2                  # results/gan-variants-mnist
+    python scripts/bench_gan_variants.py --protocols mnist --mnist-epochs 20 --threads 1   # beside another run
 
 Every variant is a shipped config plus the overrides listed in ``VARIANTS`` (so each row can be re-run with
 ``lit-gen fit --config ... <overrides>``). Every run trains with an EMA generator (``ema_decay=0.999``,
@@ -40,9 +41,8 @@ VARIANTS_2D: dict[str, list[str]] = {
 
 VARIANTS_MNIST: dict[str, list[str]] = {
     "non-saturating DCGAN (shipped)": [],
-    "non-saturating DCGAN, 20 epochs": ["--trainer.max_epochs=20"],
-    "WGAN-GP (λ 10, n_critic 5, Adam 1e-4 β (0.5, 0.9))": [
-        M + "loss=wasserstein", M + "gradient_penalty=10", M + "n_critic=5", D + "norm=none",
+    "WGAN-GP (λ 10, n_critic 1, Adam 1e-4 β (0.5, 0.9))": [
+        M + "loss=wasserstein", M + "gradient_penalty=10", M + "n_critic=1", D + "norm=none",
         M + "generator_optimizer.init_args.lr=0.0001", M + "discriminator_optimizer.init_args.lr=0.0001",
         M + "generator_optimizer.init_args.betas=[0.5,0.9]", M + "discriminator_optimizer.init_args.betas=[0.5,0.9]",
     ],
@@ -58,7 +58,9 @@ TARGETS = {"ring": 8, "grid": 25}
 MNIST_COLUMNS = ["fd", "kid", "precision", "recall", "classes"]
 
 
-def run(protocol: str, variant: str, overrides: list[str], seed: int, threads: int) -> dict[str, Any]:
+def run(
+    protocol: str, variant: str, overrides: list[str], seed: int, threads: int, epochs: int | None
+) -> dict[str, Any]:
     """Train one variant and test it with the EMA and the raw generator."""
     import torch
 
@@ -68,7 +70,8 @@ def run(protocol: str, variant: str, overrides: list[str], seed: int, threads: i
     config = CONFIGS[protocol]
     if overrides and overrides[0].startswith("config="):
         config, overrides = overrides[0].removeprefix("config="), overrides[1:]
-    cli = build(config, *seeds, *EMA, *overrides)
+    budget = [f"--trainer.max_epochs={epochs}"] if epochs and protocol == "mnist" else []
+    cli = build(config, *seeds, *EMA, *budget, *overrides)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     train_cpu = time.process_time() - cpu0
     scores = {"ema": cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]}
@@ -80,7 +83,8 @@ def run(protocol: str, variant: str, overrides: list[str], seed: int, threads: i
     keys = [*MNIST_COLUMNS, "label_accuracy"] if protocol == "mnist" else ["modes", "high_quality", "reverse_kl"]
     result = {"protocol": protocol, "variant": variant, "seed": seed, "overrides": overrides}
     result |= {f"{which}_{k}": float(s[f"test/{k}"]) for which, s in scores.items() for k in keys}
-    result |= {"generator_steps": int(cli.model.generator_steps), "train_cpu_seconds": round(train_cpu, 1)}
+    result |= {"generator_steps": int(cli.model.generator_steps), "train_cpu_seconds": round(train_cpu, 1),
+               "epochs": cli.trainer.current_epoch}  # fmt: skip
     print(result, flush=True)
     return result
 
@@ -125,8 +129,9 @@ def table_2d(protocol: str, runs: list[dict[str, Any]]) -> str:
 
 
 def table_mnist(runs: list[dict[str, Any]], floor: float) -> str:
+    epochs = "/".join(str(e) for e in sorted({r["epochs"] for r in runs}))
     lines = [
-        f"**MNIST sample** (`{CONFIGS['mnist']}` + overrides, 40 epochs unless said, seed 0; floor = real validation "
+        f"**MNIST sample** (`{CONFIGS['mnist']}` + overrides, {epochs} epochs, seed 0; floor = real validation "
         f"vs test digits, FD {floor:.2f})",
         "",
         "| variant | EMA | FD | FD / floor | KID | precision | recall | classes | label accuracy | train CPU s |",
@@ -152,7 +157,11 @@ def main() -> None:
     parser.add_argument("--protocols", nargs="+", default=["ring", "grid", "mnist"], choices=list(CONFIGS))
     parser.add_argument("--seeds", type=int, default=2, help="seeds per 2D variant (MNIST: seed 0)")
     parser.add_argument("--variants", nargs="*", help="run only the variants whose name starts with one of these")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at once (one thread each)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads per run (default: 1 with --jobs > 1, else 2)"
+    )
+    parser.add_argument("--mnist-epochs", type=int, default=None, help="train the MNIST variants this many epochs")
     parser.add_argument("--out", type=Path, default=None)
     args, overrides = parser.parse_known_args()
     started = time.time()
@@ -163,7 +172,8 @@ def main() -> None:
         for name, extra in variants.items():
             if args.variants and not any(name.startswith(v) for v in args.variants):
                 continue
-            jobs += [(protocol, name, [*extra, *overrides], s, 1 if args.jobs > 1 else 2) for s in seeds]
+            threads = args.threads or (1 if args.jobs > 1 else 2)
+            jobs += [(protocol, name, [*extra, *overrides], s, threads, args.mnist_epochs) for s in seeds]
     jobs.sort(key=lambda j: "WGAN" not in j[1])  # the slowest first, so the pool ends together
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         done = list(pool.map(run, *zip(*jobs, strict=True)))
