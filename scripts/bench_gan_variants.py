@@ -13,6 +13,7 @@ the raw one. That gives the "EMA on/off" comparison of every variant from one tr
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -29,8 +30,8 @@ EMA = [M + "ema_decay=0.999", M + "ema_warmup=10"]
 
 VARIANTS_2D: dict[str, list[str]] = {
     "non-saturating (shipped)": [],
-    "WGAN-GP (λ 0.1, n_critic 5, Adam 1e-4 β (0.5, 0.9))": [
-        M + "loss=wasserstein", M + "gradient_penalty=0.1", M + "n_critic=5",
+    "WGAN-GP (λ 0.1, n_critic 5, Adam 1e-4 β (0.5, 0.9); 10 epochs: the same 19,500 D steps)": [
+        M + "loss=wasserstein", M + "gradient_penalty=0.1", M + "n_critic=5", "--trainer.max_epochs=10",
         M + "generator_optimizer.init_args.lr=0.0001", M + "discriminator_optimizer.init_args.lr=0.0001",
         M + "generator_optimizer.init_args.betas=[0.5,0.9]", M + "discriminator_optimizer.init_args.betas=[0.5,0.9]",
     ],
@@ -162,6 +163,14 @@ def main() -> None:
         "--threads", type=int, default=None, help="torch threads per run (default: 1 with --jobs > 1, else 2)"
     )
     parser.add_argument("--mnist-epochs", type=int, default=None, help="train the MNIST variants this many epochs")
+    parser.add_argument(
+        "--include",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="results.json files of earlier runs to reuse (their protocol/variant/seed are not rerun)",
+    )
+    parser.add_argument("--tables-only", action="store_true", help="only the tables of the --include runs")
     parser.add_argument("--out", type=Path, default=None)
     args, overrides = parser.parse_known_args()
     started = time.time()
@@ -174,12 +183,17 @@ def main() -> None:
                 continue
             threads = args.threads or (1 if args.jobs > 1 else 2)
             jobs += [(protocol, name, [*extra, *overrides], s, threads, args.mnist_epochs) for s in seeds]
+    earlier = [r for path in args.include for r in json.loads(path.read_text())["runs"]]
+    known = {(r["protocol"], r["variant"], r["seed"]) for r in earlier}
+    jobs = [] if args.tables_only else [j for j in jobs if (j[0], j[1], j[3]) not in known]
     jobs.sort(key=lambda j: "WGAN" not in j[1])  # the slowest first, so the pool ends together
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        done = list(pool.map(run, *zip(*jobs, strict=True)))
+        done = earlier + (list(pool.map(run, *zip(*jobs, strict=True))) if jobs else [])
     tables = []
     for protocol in args.protocols:
         runs = [r for r in done if r["protocol"] == protocol]
+        if not runs:
+            continue
         order = list(VARIANTS_MNIST if protocol == "mnist" else VARIANTS_2D)
         runs.sort(key=lambda r: (order.index(r["variant"]), r["seed"]))
         if protocol == "mnist":

@@ -64,6 +64,9 @@ from plain_loops import Amp, Batches, PlainGAN, PlainVAE
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"gan": "configs/gan/mnist.yaml", "vae": "configs/vae/mnist.yaml"}
+# The plain GAN loop implements the non-saturating and minimax losses without an EMA generator; the shipped GAN
+# config's hinge loss and EMA are swapped for them (its spectral-norm discriminator is the same net in both).
+PLAIN_COMPARABLE = {"gan": ["--model.loss=non_saturating", "--model.ema_decay=null"], "vae": []}
 SECTIONS = ("check", "train", "eval", "size", "batch", "threads", "ddp", "profile")
 
 
@@ -108,7 +111,7 @@ def speed_up(nets: list[nn.Module], args: argparse.Namespace, kind: str | None) 
 def build_run(kind: str, args: argparse.Namespace, shipped: bool, *extra: str) -> Any:
     """A LitGenCLI of the shipped config, with its logger, checkpoints and callbacks (``shipped``, writing into a
     temporary directory) or bare (``bench_common.build``)."""
-    overrides = [*run_overrides(args, kind), *args.override, *extra]
+    overrides = [*PLAIN_COMPARABLE[kind], *run_overrides(args, kind), *args.override, *extra]
     if not shipped:
         return build(args.configs[kind], *overrides)
     from lit_gen.cli import LitGenCLI
@@ -648,7 +651,8 @@ def section_ddp(ctx: Context) -> list[dict[str, Any]]:
     for processes in (1, 2):
         threads = max(1, ctx.args.threads // processes)
         path = Path(ctx.args.tmp) / f"{ctx.kind}_ddp{processes}.json"
-        command = [sys.executable, "-m", "lit_gen", "fit", "--config", ctx.args.configs[ctx.kind], *ctx.args.override,
+        command = [sys.executable, "-m", "lit_gen", "fit", "--config", ctx.args.configs[ctx.kind],
+                   *PLAIN_COMPARABLE[ctx.kind], *ctx.args.override,
                    "--trainer.logger=false",
                    "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false",
                    "--trainer.enable_model_summary=false", "--trainer.accelerator=cpu",
