@@ -2,7 +2,7 @@
 digits, as a curve of sample quality against the demo's own wall-clock time.
 
     python scripts/bench_demo.py --label after                       # the demo as shipped, every 2 epochs
-    PYTHONPATH=/path/to/old/checkout python scripts/bench_demo.py --label before \\
+    PYTHONPATH=/path/to/old/checkout python scripts/bench_demo.py --label "batch 64 (before)" \\
         --config /path/to/old/checkout/configs/gan/mnist.yaml        # the same with an older lit_gen
     python scripts/bench_demo.py --table                             # both curves in one table
 
@@ -11,8 +11,8 @@ directory) with one callback added: every ``--every`` epochs it pauses the clock
 sampling generator (the EMA copy when the run has one, and then the raw generator too) and scores them against the
 500 validation digits on the shipped MNIST classifier's features: Fréchet distance, and the share of samples the
 classifier calls a digit with ≥ 0.9 confidence. "Recognisable" is read off the curves: the time at which a run first
-reaches the Fréchet distance the reference run (``--reference``, default ``before``) ended with. Writes
-``<out>/<label>.json`` and ``<out>/table.md``.
+reaches the Fréchet distance the reference curve (``--reference``, default ``batch 64 (before), raw G``) ended
+with. Writes ``<out>/<label>.json`` and ``<out>/table.md``.
 """
 
 from __future__ import annotations
@@ -143,7 +143,11 @@ def main() -> None:
     parser.add_argument("--label", default="after", help="name of this run in the table")
     parser.add_argument("--every", type=int, default=2, help="score the samples every this many epochs")
     parser.add_argument("--table", action="store_true", help="only write the table of the runs under --out")
-    parser.add_argument("--reference", default="before", help="the curve whose final FD is the target, e.g. 'x, raw G'")
+    parser.add_argument(
+        "--reference",
+        default="batch 64 (before), raw G",
+        help="the curve whose final FD is the target, e.g. 'x, raw G'",
+    )
     parser.add_argument("--out", type=Path, default=Path("results/demo"))
     args, overrides = parser.parse_known_args()  # the rest goes to the run, e.g. --trainer.max_epochs=20
     started = time.time()
