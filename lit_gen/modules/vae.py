@@ -75,6 +75,12 @@ class VAEOutput(NamedTuple):
 class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
     """A VAE with a Gaussian posterior, a N(0, I) prior and a Bernoulli, Gaussian or discretized-logistic likelihood.
 
+    ``beta`` weights the KL term, as in the β-VAE paper. An objective that puts its β' on the reconstruction
+    instead, ``L' = E[KL(q(z|x) || p(z))] - β'·E[log p(x|z)]``, is this one up to a positive scale:
+    ``L' = β'·(KL/β' - E[log p(x|z)])``, so minimizing ``L'`` is minimizing this module's loss with
+    ``beta = 1/β'`` (``L' = β'·loss``, the gradients in the same proportion; an optimizer's learning rate, or Adam's
+    scale invariance, absorbs the factor). β' = 4 is ``beta=0.25``.
+
     Args:
         encoder: ``x (B, C, H, W) -> (mu, logvar)``, each ``(B, latent_dim)``; ``encoder(x, labels)`` when it has
             ``num_classes > 0``. Default: conv encoder for 1×28×28.
