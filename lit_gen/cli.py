@@ -20,6 +20,7 @@ from lit_gen.callbacks.image_log import ImageLogCallback, run_dir
 from lit_gen.callbacks.images import ImageWriter
 from lit_gen.callbacks.wandb_run import record_config, start_wandb_runs
 from lit_gen.modules.checked_loading import check_checkpoint
+from lit_gen.modules.trainer_checks import ManualOptimizationConfigError, check_manual_optimization_trainer
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -75,21 +76,42 @@ class LitGenCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         try:
             if ckpt_path == "last":  # fit resumes in the same run directory; test/validate/predict log anew
-                resolve_last_checkpoint(config, reuse_version=subcommand == "fit")
+                ckpt_path = str(resolve_last_checkpoint(config, reuse_version=subcommand == "fit"))
             elif ckpt_path is None and subcommand in ("validate", "test", "predict"):
                 warnings.warn(
                     f"lit-gen {subcommand} without --ckpt_path evaluates the freshly initialised model; pass "
                     "--ckpt_path PATH (or `last`, the newest last.ckpt of this config's runs)",
                     stacklevel=1,
                 )
-            elif ckpt_path not in (None, "last", "best", "hpc", "registry"):
-                check_checkpoint(ckpt_path)
+            if ckpt_path not in (None, "best", "hpc", "registry"):
+                # LightningCLI next replaces the model's class_path with the one the checkpoint's hyperparameters
+                # record: compare the classes before that, or a VAE checkpoint silently turns a GAN config into a VAE
+                check_checkpoint(ckpt_path, config_model_class(config))
         except (FileNotFoundError, ValueError) as err:
             parser.error(str(err))
+
+    def instantiate_classes(self) -> None:
+        """LightningCLI's, with an invalid argument that a class's ``__init__`` refuses (``ValueError``) reported as
+        one ``error:`` line naming the class, instead of jsonargparse's traceback and ``Namespace(...)`` dump.
+
+        ``JSONARGPARSE_DEBUG=1`` raises the full chain instead.
+        """
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            message = init_error_message(err)
+            if message is None:
+                raise
+            self.parser.error(message, ex=err)
 
     def before_fit(self) -> None:
         """Atomic checkpoint writes unless the user configured their own CheckpointIO; a wandb run that starts
         without prompting."""
+        if not self.model.automatic_optimization:  # Lightning's own refusal names no alternative
+            try:
+                check_manual_optimization_trainer(self.trainer, type(self.model).__name__)
+            except ManualOptimizationConfigError as err:
+                self.parser.error(str(err))
         strategy = self.trainer.strategy
         if type(strategy.checkpoint_io) is TorchCheckpointIO:
             strategy.checkpoint_io = AtomicCheckpointIO()
@@ -158,6 +180,33 @@ def resolve_last_checkpoint(config: Namespace, reuse_version: bool = True) -> Pa
     if reuse_version and init is not None and "version" in init:
         init.version = candidates[-1].parent.parent.name
     return candidates[-1]
+
+
+def config_model_class(config: Namespace) -> type | None:
+    """The class of the config's ``model`` (its ``class_path``), or None when there is none to import."""
+    model = config.get("model")
+    class_path = model.get("class_path") if isinstance(model, Namespace) else None
+    try:
+        return import_class(class_path) if class_path else None
+    except (ImportError, AttributeError):
+        return None
+
+
+def init_error_message(err: BaseException) -> str | None:
+    """``"<Class>: <message>"`` for a ``ValueError`` raised inside a class's ``__init__`` (the root of the chain
+    jsonargparse builds around it); None for anything else, which keeps its traceback."""
+    root = err
+    while root.__cause__ is not None:
+        root = root.__cause__
+    if not isinstance(root, ValueError):
+        return None
+    tb = root.__traceback__
+    while tb is not None:  # outermost frame first: the first __init__ is the class the config names
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "__init__" and "self" in frame.f_locals:
+            return f"{type(frame.f_locals['self']).__name__}: {' '.join(str(root).split())}"
+        tb = tb.tb_next
+    return None
 
 
 def import_class(class_path: str) -> type:

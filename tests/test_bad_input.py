@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from lightning.pytorch.callbacks import StochasticWeightAveraging
 
 from lit_gen import GANModule, VAEModule
 from lit_gen.cli import LitGenCLI
+from lit_gen.modules.trainer_checks import ManualOptimizationConfigError
 from tests.helpers import digits, tiny_gan, tiny_vae, trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 GAN_DIGITS = str(ROOT / "configs/gan/digits.yaml")
+VAE_DIGITS = str(ROOT / "configs/vae/digits.yaml")
 
 
 def cli(*args: str) -> LitGenCLI:
@@ -70,14 +74,63 @@ def test_config_with_an_unknown_key_or_a_wrong_type(arg: str, named: str, capsys
     assert named in capsys.readouterr().err
 
 
+def one_error_line(capsys: pytest.CaptureFixture[str], exit_info: pytest.ExceptionInfo[SystemExit]) -> str:
+    """The single ``error:`` line of a parser error (exit code 2), with no traceback or Namespace dump around it."""
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "Traceback" not in err and "Namespace(" not in err and "Given value" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]
+    return line
+
+
 @pytest.mark.parametrize(
-    ("arg", "message"),
-    [("--data.batch_size=0", "batch_size must be >= 1"), ("--model.n_critic=0", "n_critic must be >= 1"),
-     ("--model.latent_dim=10", "latent_dim=10 but the generator takes z of size 32")],
+    ("config", "arg", "message"),
+    [(GAN_DIGITS, "--data.batch_size=0", "DigitsDataModule: batch_size must be >= 1, got 0"),
+     (GAN_DIGITS, "--model.init_args.n_critic=0", "GANModule: n_critic must be >= 1, got 0"),
+     (GAN_DIGITS, "--model.init_args.latent_dim=17",
+      "GANModule: latent_dim=17 but the generator takes z of size 32; set them equal"),
+     (VAE_DIGITS, "--model.init_args.beta=-1", "VAEModule: beta must be >= 0, got -1.0")],
 )  # fmt: skip
-def test_bad_values_in_the_config(arg: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        cli("fit", "--config", GAN_DIGITS, arg, "--trainer.fast_dev_run=true")
+def test_bad_values_in_the_config(config: str, arg: str, message: str, capsys) -> None:
+    """A value that a class's __init__ refuses is one `error:` line naming the class and the argument."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli("fit", "--config", config, arg, "--trainer.fast_dev_run=true")
+    assert one_error_line(capsys, exit_info).startswith(f"error: {message}")
+
+
+def test_cli_refuses_a_checkpoint_of_another_model_class(checkpoints, capsys) -> None:
+    """LightningCLI would replace the config's GANModule by the checkpoint's VAEModule and fail on the data."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli("test", "--config", GAN_DIGITS, f"--ckpt_path={checkpoints['vae']}")
+    line = one_error_line(capsys, exit_info)
+    assert "holds a lit_gen.modules.vae.VAEModule, not a GANModule: load it with VAEModule.load_from" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [(["--trainer.gradient_clip_val=0.5"],
+      ["GANModule(generator_clip_norm=0.5, discriminator_clip_norm=0.5)", "--model.init_args.generator_clip_norm"]),
+     (["--trainer.accumulate_grad_batches=4"],
+      ["GANModule(accumulate_grad_batches=4)", "--model.init_args.accumulate_grad_batches=4"]),
+     (["--trainer.callbacks+=lightning.pytorch.callbacks.StochasticWeightAveraging",
+       "--trainer.callbacks.swa_lrs=0.01"], ["GANModule(ema_decay=0.999)", "--model.init_args.ema_decay"])],
+)  # fmt: skip
+def test_cli_names_the_gan_options_lightning_refuses_under_manual_optimization(args, names, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli("fit", "--config", GAN_DIGITS, *args, f"--trainer.logger.init_args.save_dir={tmp_path}")
+    line = one_error_line(capsys, exit_info)
+    assert all(name in line for name in names)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"gradient_clip_val": 1.0}, "GANModule(generator_clip_norm=1.0, discriminator_clip_norm=1.0)"),
+     ({"accumulate_grad_batches": 2}, "GANModule(accumulate_grad_batches=2)"),
+     ({"callbacks": [StochasticWeightAveraging(swa_lrs=0.01)]}, "GANModule(ema_decay=0.999)")],
+)  # fmt: skip
+def test_python_users_get_the_gan_option_too(kwargs, name, tmp_path) -> None:
+    with pytest.raises(ManualOptimizationConfigError, match=re.escape(name)):
+        trainer(tmp_path, **kwargs).fit(tiny_gan(), datamodule=digits())
 
 
 def test_predict_into_a_directory_with_results_keeps_them(tmp_path: Path) -> None:

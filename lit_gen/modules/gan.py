@@ -36,6 +36,7 @@ from lit_gen.modules.gan_checks import build_nets, check_fake, check_options
 from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.modules.speed import speed_up
+from lit_gen.modules.trainer_checks import check_manual_optimization_trainer
 from lit_gen.nets.augment import diff_augment, parse_policy
 from lit_gen.nets.conditioning import pack as pack_samples
 
@@ -243,6 +244,13 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         if self.flush_denormal:
             torch.set_flush_denormal(True)
         speed_up([self.generator, self.discriminator], self.hparams.compile, self.hparams.channels_last)
+
+    def configure_callbacks(self) -> list[Any]:
+        """No callbacks; refuses Trainer options that manual optimization cannot use, naming this module's own
+        (the only hook that runs before Lightning's check, whose message names no alternative)."""
+        if self.trainer.state.fn == "fit":
+            check_manual_optimization_trainer(self.trainer, type(self).__name__)
+        return []
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
