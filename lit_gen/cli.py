@@ -73,6 +73,7 @@ class LitGenCLI(LightningCLI):
         config = self.config.get(subcommand) if subcommand else self.config
         if config.get("weights_only", False) is None:
             config.weights_only = True  # checkpoints hold tensors and plain data only: no arbitrary unpickling
+        place_logs_under_root_dir(config.trainer)
         ckpt_path = config.get("ckpt_path")
         try:
             if ckpt_path == "last":  # fit resumes in the same run directory; test/validate/predict log anew
@@ -180,6 +181,26 @@ def resolve_last_checkpoint(config: Namespace, reuse_version: bool = True) -> Pa
     if reuse_version and init is not None and "version" in init:
         init.version = candidates[-1].parent.parent.name
     return candidates[-1]
+
+
+def place_logs_under_root_dir(trainer: Namespace) -> None:
+    """``--trainer.default_root_dir=DIR``: a logger's relative ``save_dir`` is taken relative to DIR.
+
+    Lightning uses ``default_root_dir`` only when no logger is configured, and every shipped config has one writing
+    to ``runs/``, so DIR would be silently ignored. An absolute ``save_dir``, or one already under DIR (a saved
+    ``config.yaml`` run again), is kept; ``--ckpt_path last`` then searches under DIR too.
+    """
+    root = trainer.get("default_root_dir")
+    if root is None or "://" in str(root):
+        return
+    loggers = trainer.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        init = logger.get("init_args") if isinstance(logger, Namespace) else None
+        save_dir = init.get("save_dir") if init is not None else None
+        if save_dir is None or "://" in str(save_dir) or Path(save_dir).is_absolute():
+            continue
+        if Path(save_dir).parts[: len(Path(root).parts)] != Path(root).parts:
+            init.save_dir = str(Path(root) / save_dir)
 
 
 def config_model_class(config: Namespace) -> type | None:

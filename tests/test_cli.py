@@ -180,3 +180,22 @@ def test_entry_points(command: list[str]) -> None:
     out = subprocess.run([*command, "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0
     assert all(sub in out.stdout for sub in ("fit", "validate", "test", "predict"))
+
+
+def test_default_root_dir_holds_the_run_and_last_is_found_there(tmp_path: Path, monkeypatch) -> None:
+    """The shipped configs' CSVLogger writes to the relative `runs/`: under --trainer.default_root_dir=DIR that is
+    DIR/runs, and `--ckpt_path last` searches there."""
+    root, cwd = tmp_path / "root", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    common = ["--config", str(ROOT / "configs/vae/digits.yaml"), f"--trainer.default_root_dir={root}"]
+    cli = run_cli("fit", *common, "--trainer.max_steps=2", "--trainer.limit_val_batches=0",
+                  "--trainer.enable_progress_bar=false")  # fmt: skip
+    run = root / "runs" / "vae-digits" / "version_0"
+    assert Path(cli.trainer.log_dir) == run
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "config.yaml").is_file()
+    assert list(cwd.iterdir()) == []  # nothing in the working directory
+    tested = run_cli("test", *common, "--ckpt_path=last", "--trainer.limit_test_batches=1",
+                     "--model.init_args.evaluation=null", "--trainer.enable_progress_bar=false")  # fmt: skip
+    assert tested.config.test.ckpt_path == str(run / "checkpoints" / "last.ckpt")
+    assert list(cwd.iterdir()) == []
