@@ -8,9 +8,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 
@@ -56,6 +58,55 @@ def apply_spectral_norm(module: nn.Module) -> nn.Module:
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
             spectral_norm(m)
     return module
+
+
+class PicklableSpectralNorm(nn.Module):
+    """Makes a net whose layers carry torch's spectral-norm parametrization picklable (``strategy="ddp_spawn"``,
+    ``torch.multiprocessing``, ``pickle``).
+
+    torch refuses to pickle parametrized modules ("only supported through state_dict()"). Pickled, the net holds
+    plain copies of those layers (their raw weight as ``weight``) and its ``state_dict``; unpickled, spectral
+    normalization is put back with the same settings and the state (raw weights, power-iteration vectors ``u``,
+    ``v``) loaded, so the copy computes exactly what the original does. Put it first among the bases.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()  # type: ignore[misc]
+        normed = {name: m.parametrizations.weight[0] for name, m in self.named_modules()
+                  if name and parametrize.is_parametrized(m, "weight") and len(m.parametrizations.weight) == 1
+                  and hasattr(m.parametrizations.weight[0], "n_power_iterations")}  # fmt: skip
+        if not normed:
+            return state
+        modules = {key: None if child is None else _plain_copy(child) for key, child in self._modules.items()}
+        settings = {name: (sn.dim, sn.n_power_iterations, sn.eps) for name, sn in normed.items()}
+        return state | {"_modules": modules, "_spectral_norm": (settings, self.state_dict())}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        settings, weights = state.pop("_spectral_norm", ({}, None))
+        super().__setstate__(state)
+        with torch.random.fork_rng(devices=[]):  # spectral_norm's initial power iterations draw random vectors
+            for name, (dim, n_power_iterations, eps) in settings.items():
+                spectral_norm(self.get_submodule(name), n_power_iterations=n_power_iterations, eps=eps, dim=dim)
+        if weights is not None:
+            self.load_state_dict(weights)
+
+
+def _plain_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module``'s tree (sharing its tensors) in which every spectral-norm layer is its plain class with
+    the raw weight as ``weight``. ``parametrize.remove_parametrizations`` cannot be used on a copy: it edits the
+    class the copy shares with the original."""
+    parametrized = parametrize.is_parametrized(module, "weight")
+    cls = type(module).__bases__[0] if parametrized else type(module)  # torch subclasses the layer's class
+    twin = cls.__new__(cls)
+    state = dict(module.__dict__)
+    children = {k: v for k, v in module._modules.items() if not (parametrized and k == "parametrizations")}
+    state["_modules"] = {k: None if v is None else _plain_copy(v) for k, v in children.items()}
+    if parametrized:
+        state["_parameters"] = {"weight": module.parametrizations.weight.original} | {
+            k: v for k, v in module._parameters.items() if k != "weight"
+        }
+    object.__setattr__(twin, "__dict__", state)
+    return twin
 
 
 class Projection(nn.Module):

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from lit_gen.nets.conditioning import Projection, apply_spectral_norm, check_labels
+from lit_gen.nets.conditioning import PicklableSpectralNorm, Projection, apply_spectral_norm, check_labels
 from lit_gen.nets.shapes import init_dcgan_weights, make_activation, square_conv_plan
 
 
@@ -65,7 +65,7 @@ class DCGANGenerator(nn.Module):
         return self.net(z.reshape(z.shape[0], -1, 1, 1))
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(PicklableSpectralNorm, nn.Module):
     """Maps images ``(B, *image_shape)`` to one logit (or critic score) per image, shape ``(B,)``.
 
     Args:

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from lit_gen.nets.conditioning import Projection, apply_spectral_norm, check_labels
+from lit_gen.nets.conditioning import PicklableSpectralNorm, Projection, apply_spectral_norm, check_labels
 from lit_gen.nets.shapes import check_data_shape, make_activation
 
 
@@ -68,7 +68,7 @@ class MLPGenerator(nn.Module):
         return self.net(z).view(z.shape[0], *self.output_shape)
 
 
-class MLPDiscriminator(nn.Module):
+class MLPDiscriminator(PicklableSpectralNorm, nn.Module):
     """Images ``(B, *image_shape)`` -> logits ``(B,)``, LeakyReLU(0.2) hidden activations.
 
     Args:

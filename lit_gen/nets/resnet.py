@@ -22,7 +22,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lit_gen.nets.conditioning import apply_spectral_norm, check_labels
+from lit_gen.nets.conditioning import PicklableSpectralNorm, apply_spectral_norm, check_labels
 from lit_gen.nets.shapes import make_activation, square_conv_plan
 
 
@@ -156,7 +156,7 @@ class ResNetGenerator(nn.Module):
         return self.activation(self.out(F.relu(self.bn(h))))
 
 
-class ResNetDiscriminator(nn.Module):
+class ResNetDiscriminator(PicklableSpectralNorm, nn.Module):
     """SNGAN's ResNet discriminator: images ``(B, *image_shape)`` (and labels ``(B,)``) -> logits ``(B,)``.
 
     An optimized first block and down-sampling blocks until the side is at most 8, then blocks at that size so there
