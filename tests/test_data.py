@@ -99,7 +99,7 @@ def test_image_folder_grey_and_resized(tmp_path: Path) -> None:
 def test_image_folder_of_mixed_sizes_asks_for_image_size(tmp_path: Path) -> None:
     write_folder(tmp_path, {"a.png": (8, 8), "b.png": (10, 10)})
     dm = ImageFolderDataModule(root=str(tmp_path), val_fraction=0, test_fraction=0)
-    with pytest.raises(ValueError, match=r"mixed sizes: .*b\.png is 10×10, .*a\.png is 8×8.*--data.image_size"):
+    with pytest.raises(ValueError, match=r"mixed sizes: .*b\.png is 10×10, .*a\.png is 8×8.*DataModule's image_size"):
         dm.setup()  # found from the headers, before any training
 
 
@@ -139,7 +139,7 @@ def test_torchvision_mnist_from_idx_files(tmp_path: Path) -> None:
 
 def test_torchvision_missing_data_says_what_to_do_offline(tmp_path: Path) -> None:
     dm = TorchvisionDataModule(name="FashionMNIST", root=str(tmp_path / "empty"))
-    with pytest.raises(FileNotFoundError, match="Offline: copy the FashionMNIST files into .*--data.download=true"):
+    with pytest.raises(FileNotFoundError, match="FashionMNIST files into .*download=True on the DataModule"):
         dm.setup()
 
 

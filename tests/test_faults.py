@@ -40,7 +40,7 @@ def test_nan_loss_stops_with_the_step_and_leaves_the_last_good_weights(make, cls
         callbacks=[inject, SaveOnException(dirpath=str(tmp_path))],
         enable_checkpointing=True,
     )
-    with pytest.raises(NonFiniteLossError, match=message + ".*on_exception.ckpt.*--model.nonfinite=skip"):
+    with pytest.raises(NonFiniteLossError, match=message + ".*on_exception.ckpt.*nonfinite='skip'"):
         t.fit(module, datamodule=digits(value_range=(0.0, 1.0)))
     saved = cls.load_from_checkpoint(tmp_path / "on_exception.ckpt", **nets())
     for key, before in inject.weights_before.items():

@@ -26,7 +26,7 @@ def test_conv_plan(side: int, plan: tuple[int, int]) -> None:
 
 @pytest.mark.parametrize("side", [5, 7, 9, 15])
 def test_conv_plan_rejects_sides_without_a_stride_two_stage(side: int) -> None:
-    with pytest.raises(ValueError, match=f"got {side}.*--data.image_size"):
+    with pytest.raises(ValueError, match=f"got {side}.*DataModule's image_size"):
         conv_plan(side)
 
 

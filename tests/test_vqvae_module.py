@@ -152,7 +152,7 @@ def test_discretized_logistic_likelihood_takes_two_channels_per_pixel(tmp_path) 
 
 
 def test_bernoulli_likelihood_refuses_pixels_outside_zero_one(tmp_path) -> None:
-    with pytest.raises(ValueError, match=r"Bernoulli likelihood needs pixels in \[0, 1\].*value_range"):
+    with pytest.raises(ValueError, match=r"Bernoulli likelihood needs pixels in \[0, 1\].*value_range=\(0, 1\) on the"):
         trainer(tmp_path).fit(tiny_vqvae(likelihood="bernoulli"), datamodule=digits(value_range=(-1.0, 1.0)))
 
 

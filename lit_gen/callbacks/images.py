@@ -93,7 +93,8 @@ class ImageWriter(BasePredictionWriter):
             count = sum(1 for p in self.directory.rglob("*") if p.is_file())
             raise FileExistsError(
                 f"{self.directory} already holds {count} files; nothing was written. Choose another "
-                "--predict_writer.output_dir, or pass --predict_writer.overwrite=true to write over them"
+                "ImageWriter output_dir (--predict_writer.output_dir=DIR), or set its overwrite=True "
+                "(--predict_writer.overwrite=true) to write over them"
             )
         trainer.strategy.barrier()  # every process has checked before any writes
 

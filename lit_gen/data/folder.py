@@ -40,7 +40,7 @@ class ImageFiles(Dataset):
         elif tuple(image.shape) != self.shape:
             raise ValueError(
                 f"images of mixed sizes: {path} is {tuple(image.shape)}, earlier ones are {self.shape}; "
-                "set --data.image_size to resize them all"
+                "set the DataModule's image_size (--data.image_size=SIZE) to resize them all"
             )
         return image, self.labels[i]
 
@@ -62,7 +62,10 @@ class ImageFolderDataModule(ImageDataModule):
     def load(self) -> tuple[Dataset, Dataset | None]:
         root = Path(self.root)
         if not root.is_dir():
-            raise FileNotFoundError(f"image folder {root.resolve()} does not exist; point --data.root at your images")
+            raise FileNotFoundError(
+                f"image folder {root.resolve()} does not exist; point the DataModule's root "
+                "(--data.root=DIR) at your images"
+            )
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
         if not files:
             raise FileNotFoundError(f"no image files ({', '.join(IMG_EXTENSIONS)}) under {root.resolve()}")
@@ -88,5 +91,5 @@ class ImageFolderDataModule(ImageDataModule):
                 (w0, h0), first = next(iter(sizes.items()))
                 raise ValueError(
                     f"images of mixed sizes: {path} is {size[0]}×{size[1]}, {first} is {w0}×{h0}; "
-                    "set --data.image_size to resize them all"
+                    "set the DataModule's image_size (--data.image_size=SIZE) to resize them all"
                 )

@@ -67,8 +67,8 @@ class TorchvisionDataModule(ImageDataModule):
             raise FileNotFoundError(
                 f"{self.name} could not be loaded from {where} ({type(err).__name__}: {err}). Offline: copy the "
                 f"{self.name} files into {where} in torchvision's layout (see torchvision.datasets.{self.name}), or "
-                f"train on the embedded data (lit_gen.data.MNISTSampleDataModule, DigitsDataModule). Online: pass "
-                f"--data.download=true."
+                f"train on the embedded data (lit_gen.data.MNISTSampleDataModule, DigitsDataModule). Online: set "
+                f"download=True on the DataModule (--data.download=true)."
             ) from err
 
 

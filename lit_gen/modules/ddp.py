@@ -32,7 +32,7 @@ class ManualGradSync(L.LightningModule):
         if not self._manual_grad_sync and self.trainer.world_size > 1:
             raise NotImplementedError(
                 f"{type(self).__name__} supports the ddp strategies for multi-process training, "
-                f"got {type(self.trainer.strategy).__name__}; use --trainer.strategy=ddp"
+                f"got {type(self.trainer.strategy).__name__}; use Trainer(strategy='ddp') (--trainer.strategy=ddp)"
             )
 
     def manual_backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:

@@ -75,6 +75,6 @@ def check_fake(fake: Tensor, real: Tensor) -> None:
         raise ValueError(
             f"the generator makes {shape_text(fake.shape[1:])} images "
             f"but the data is {shape_text(real.shape[1:])}: "
-            f"build the nets for the data (image_shape: {list(real.shape[1:])}) or resize the data "
-            "(--data.image_size)"
+            f"build the nets for the data (image_shape: {list(real.shape[1:])}) or resize the data with "
+            "the DataModule's image_size (--data.image_size=SIZE)"
         )

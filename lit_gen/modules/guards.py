@@ -37,6 +37,6 @@ def loss_is_finite(module: L.LightningModule, name: str, loss: Tensor, policy: s
         f"the {name} is {loss.detach().float().item()} at global step {trainer.global_step} (epoch "
         f"{trainer.current_epoch}, batch {batch_idx}); this step was not applied, so the weights are those of the "
         "last finite step (saved as on_exception.ckpt next to last.ckpt by lit_gen.callbacks.SaveOnException). "
-        "Lower the learning rates or add a penalty (gradient_penalty, r1_gamma), or set --model.nonfinite=skip to "
-        "skip such steps"
+        "Lower the learning rates or add a penalty (gradient_penalty, r1_gamma), or set the module's "
+        "nonfinite='skip' (--model.nonfinite=skip) to skip such steps"
     )

@@ -55,7 +55,8 @@ def check_decoder_output(likelihood: str, params: Tensor, x: Tensor) -> None:
     if params.shape[2:] != x.shape[2:] or params.shape[1] % x.shape[1]:
         raise ValueError(
             f"the decoder makes {shape_text(params.shape[1:])} images but the data is {shape_text(x.shape[1:])}: "
-            f"build the nets for the data (image_shape: {list(x.shape[1:])}) or resize the data (--data.image_size)"
+            f"build the nets for the data (image_shape: {list(x.shape[1:])}) or resize the data with the "
+            "DataModule's image_size (--data.image_size=SIZE)"
         )
     raise ValueError(
         f"the {likelihood} likelihood needs {k}×{x.shape[1]} decoder output channels but the decoder makes "
@@ -70,7 +71,8 @@ def check_unit_range(x: Tensor, alternative: str) -> None:
     if low < 0 or high > 1:
         raise ValueError(
             f"the Bernoulli likelihood needs pixels in [0, 1] but the data spans [{low:.2f}, {high:.2f}]; "
-            f"set the data's value_range to [0, 1] (--data.value_range=[0,1]) or use likelihood={alternative}"
+            f"set value_range=(0, 1) on the DataModule (--data.value_range=[0,1]) or use likelihood={alternative!r} on "
+            "the module"
         )
 
 

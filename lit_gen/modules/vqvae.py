@@ -159,8 +159,9 @@ class VQVAEModule(AutoencoderModule):
         if recon.shape != (x.shape[0], channels, *x.shape[2:]):
             raise ValueError(
                 f"the decoder makes {shape_text(recon.shape[1:])} images but the data is {shape_text(x.shape[1:])}: "
-                f"build the nets for the data (image_shape: {list(x.shape[1:])}) or resize the data "
-                f"(--data.image_size); the {self.likelihood} likelihood needs {channels} output channels"
+                f"build the nets for the data (image_shape: {list(x.shape[1:])}) or resize the data with the "
+                f"DataModule's image_size (--data.image_size=SIZE); the {self.likelihood} likelihood needs {channels} "
+                "output channels"
             )
         return VQVAEOutput(recon, z_e, quantized)
 

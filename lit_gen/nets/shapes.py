@@ -47,7 +47,7 @@ def conv_plan(size: int) -> tuple[int, int]:
     if n == 0:
         raise ValueError(
             f"a conv net needs an even image side above 7 (e.g. 8, 28, 32, 64) for its stride-2 stages, got {size}; "
-            "resize the data (--data.image_size) or use the MLP nets"
+            "resize the data with the DataModule's image_size (--data.image_size=SIZE) or use the MLP nets"
         )
     return base, n
 
