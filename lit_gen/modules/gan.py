@@ -34,6 +34,7 @@ from lit_gen.modules.ema import GeneratorEMA
 from lit_gen.modules.evaluation import EvaluatesSamples, data_value_range
 from lit_gen.modules.gan_checks import build_nets, check_fake, check_options
 from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
+from lit_gen.modules.output_range import warn_on_range_mismatch
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.modules.speed import speed_up
 from lit_gen.modules.trainer_checks import check_manual_optimization_trainer
@@ -272,6 +273,9 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
                 stacklevel=1,
             )
         self._value_range = value_range or (-1.0, 1.0)
+        if not self.hparams.compile:  # a tanh generator on [0, 1] data: one forward pass of 2 samples, own noise
+            rng = torch.Generator(self.device).manual_seed(0)
+            warn_on_range_mismatch(self.generator, self.noise(2, rng), self.random_labels(2, rng), value_range)
 
     def configure_optimizers(self) -> Any:
         g_factory, d_factory = self.optimizer_factories
