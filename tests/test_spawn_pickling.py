@@ -61,7 +61,8 @@ def test_a_net_without_spectral_norm_pickles_as_before() -> None:
 @pytest.mark.slow  # ~30 s: two spawned processes start, import torch and Lightning, and train 4 steps
 def test_ddp_spawn_trains_a_spectral_norm_gan(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "lit_gen", "fit", "--config", str(ROOT / "configs/gan/digits.yaml"),
-               "--model.init_args.discriminator.init_args.spectral_norm=true", "--trainer.strategy=ddp_spawn",
+               "--model.init_args.discriminator.init_args.spectral_norm=true", "--model.init_args.ema_decay=0.9",
+               "--trainer.strategy=ddp_spawn",
                "--trainer.devices=2", "--trainer.accelerator=cpu", "--trainer.max_steps=4",
                "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false",
                f"--trainer.logger.init_args.save_dir={tmp_path}"]  # fmt: skip
@@ -71,3 +72,20 @@ def test_ddp_spawn_trains_a_spectral_norm_gan(tmp_path: Path) -> None:
     (ckpt,) = tmp_path.rglob("last.ckpt")
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     assert any(k.endswith("parametrizations.weight.original") for k in state)
+
+
+def test_a_gan_module_with_a_spectral_norm_discriminator_pickles() -> None:
+    """What ddp_spawn sends to each process: the whole LightningModule, its generator EMA included."""
+    from lit_gen import GANModule
+    from lit_gen.nets import MLPGenerator
+
+    torch.manual_seed(0)
+    discriminator = MLPDiscriminator((1, 8, 8), hidden=(16,), spectral_norm=True)
+    module = GANModule(generator=MLPGenerator(4, (1, 8, 8), (16,)), discriminator=discriminator, ema_decay=0.9)
+    clone = pickle.loads(pickle.dumps(module))
+    x = torch.randn(3, 1, 8, 8)
+    module.eval(), clone.eval()
+    torch.testing.assert_close(clone.discriminator(x), module.discriminator(x), rtol=0, atol=0)
+    z = torch.randn(3, 4)
+    torch.testing.assert_close(clone.generator_ema(z), module.generator_ema(z), rtol=0, atol=0)  # EMA: no closure
+    assert clone.state_dict().keys() == module.state_dict().keys()

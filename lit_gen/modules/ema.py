@@ -7,6 +7,7 @@ average of the generator's recent weights removes much of the step-to-step oscil
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -27,18 +28,20 @@ def ema_decay_at(step: Tensor | int, decay: float, warmup: int) -> Tensor | floa
 
 
 def ema_update_fn(decay: float, warmup: int) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
-    """A ``multi_avg_fn`` for ``AveragedModel``: ``ema ← d·ema + (1 - d)·current``, integer buffers copied."""
+    """A ``multi_avg_fn`` for ``AveragedModel``: ``ema ← d·ema + (1 - d)·current``, integer buffers copied.
 
-    @torch.no_grad()
-    def update(ema: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:
-        d = ema_decay_at(num_averaged, decay, warmup)
-        for e, c in zip(ema, current, strict=True):
-            if e.is_floating_point():
-                e.lerp_(c, (1.0 - d).to(e.dtype) if isinstance(d, Tensor) else 1.0 - d)
-            else:
-                e.copy_(c)  # num_batches_tracked
+    A ``partial`` of a module-level function, not a closure: the module pickles (``strategy="ddp_spawn"``)."""
+    return partial(_ema_update, decay=decay, warmup=warmup)
 
-    return update
+
+@torch.no_grad()
+def _ema_update(ema: list[Tensor], current: list[Tensor], num_averaged: Tensor, *, decay: float, warmup: int) -> None:
+    d = ema_decay_at(num_averaged, decay, warmup)
+    for e, c in zip(ema, current, strict=True):
+        if e.is_floating_point():
+            e.lerp_(c, (1.0 - d).to(e.dtype) if isinstance(d, Tensor) else 1.0 - d)
+        else:
+            e.copy_(c)  # num_batches_tracked
 
 
 class GeneratorEMA(AveragedModel):
