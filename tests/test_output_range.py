@@ -65,3 +65,10 @@ def test_range_rule() -> None:
     assert range_mismatch(nn.Identity(), (0.0, 255.0)) is None
     assert "value_range=(0, 1)" in range_mismatch(nn.Sigmoid(), (-1.0, 1.0))
     assert "use a generator whose output fits" in range_mismatch(nn.Tanh(), (0.0, 255.0))
+
+
+def test_the_probe_follows_converted_weights() -> None:
+    """Under precision="bf16-true" / "64-true" the generator's weights are converted but the noise is float32."""
+    generator = MLPGenerator(4, (1, 8, 8), (16,)).to(torch.float64)
+    with pytest.warns(UserWarning, match="output layer is tanh"):
+        warn_on_range_mismatch(generator, torch.zeros(2, 4), None, (0.0, 1.0))

@@ -59,8 +59,14 @@ def warn_on_range_mismatch(
     that layer's range. Runs ``generator`` once in eval mode on ``z`` (and ``labels``); draws no random numbers."""
     if value_range is None:
         return None
-    with eval_mode(generator):
-        layer = output_layer(generator, *((z,) if labels is None else (z, labels)))
+    weight = next(generator.parameters(), None)
+    if weight is not None and weight.is_floating_point():
+        z = z.to(weight.dtype)  # bf16-true, 64-true: the weights were converted, the noise was not
+    try:
+        with eval_mode(generator):
+            layer = output_layer(generator, *((z,) if labels is None else (z, labels)))
+    except (RuntimeError, ValueError, TypeError):
+        return None  # advisory only: a generator that fails here fails in the first step, with its own traceback
     message = range_mismatch(layer, value_range)
     if message is not None:
         warnings.warn(message, stacklevel=2)
