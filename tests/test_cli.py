@@ -199,3 +199,20 @@ def test_default_root_dir_holds_the_run_and_last_is_found_there(tmp_path: Path, 
                      "--model.init_args.evaluation=null", "--trainer.enable_progress_bar=false")  # fmt: skip
     assert tested.config.test.ckpt_path == str(run / "checkpoints" / "last.ckpt")
     assert list(cwd.iterdir()) == []
+
+
+def test_default_root_dir_places_relative_logger_dirs_only_once() -> None:
+    from jsonargparse import Namespace
+
+    from lit_gen.cli import place_logs_under_root_dir
+
+    def logger(save_dir: str | None) -> Namespace:
+        return Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace(save_dir=save_dir))
+
+    trainer = Namespace(default_root_dir="out", logger=[logger("runs"), logger("/abs/runs"), logger("out/runs")])
+    place_logs_under_root_dir(trainer)
+    # relative: under DIR; absolute: kept; already under DIR (a saved config.yaml run again): kept
+    assert [lg.init_args.save_dir for lg in trainer.logger] == ["out/runs", "/abs/runs", "out/runs"]
+    unset = Namespace(default_root_dir=None, logger=logger("runs"))
+    place_logs_under_root_dir(unset)
+    assert unset.logger.init_args.save_dir == "runs"
