@@ -89,3 +89,31 @@ def test_a_gan_module_with_a_spectral_norm_discriminator_pickles() -> None:
     z = torch.randn(3, 4)
     torch.testing.assert_close(clone.generator_ema(z), module.generator_ema(z), rtol=0, atol=0)  # EMA: no closure
     assert clone.state_dict().keys() == module.state_dict().keys()
+
+
+class TorchSpectralNormDiscriminator(nn.Module):
+    """A user's net with torch's spectral norm applied directly: it cannot be pickled."""
+
+    def __init__(self, image_shape: tuple[int, ...] = (1, 8, 8), hidden: tuple[int, ...] = (16,)) -> None:
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.net = nn.utils.parametrizations.spectral_norm(nn.Linear(64, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1)).squeeze(1)
+
+
+def test_cli_names_ddp_when_spawn_cannot_pickle_the_module(tmp_path: Path, capsys) -> None:
+    from lit_gen.cli import LitGenCLI
+
+    args = ["fit", "--config", str(ROOT / "configs/gan/digits.yaml"),
+            "--model.init_args.discriminator.class_path=tests.test_spawn_pickling.TorchSpectralNormDiscriminator",
+            "--trainer.strategy=ddp_spawn", "--trainer.devices=2", "--trainer.accelerator=cpu",
+            f"--trainer.logger.init_args.save_dir={tmp_path}"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        LitGenCLI(args=args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "GANModule cannot be pickled (RuntimeError: Serialization of parametrized modules" in line
+    assert "use Trainer(strategy='ddp') (--trainer.strategy=ddp)" in line
