@@ -19,7 +19,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from lit_gen.losses.gan import GANLossName, get_gan_loss
-from lit_gen.losses.penalties import gradient_penalty, input_gradient_sq_norm
+from lit_gen.losses.penalties import FP16_GRAD_SCALE, gradient_penalty, input_gradient_sq_norm
 from lit_gen.metrics.evaluation import SampleEvaluation
 from lit_gen.modules.common import (
     eval_mode,
@@ -33,7 +33,7 @@ from lit_gen.modules.ddp import ManualGradSync
 from lit_gen.modules.ema import GeneratorEMA
 from lit_gen.modules.evaluation import EvaluatesSamples, data_value_range
 from lit_gen.modules.gan_checks import build_nets, check_fake, check_options
-from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
+from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite, uses_fp16
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.modules.speed import speed_up
 from lit_gen.nets.augment import diff_augment, parse_policy
@@ -412,9 +412,9 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         self._group = list(zip(images, checkpoint.get(PENDING_LABELS_KEY, [None] * len(images)), strict=True))
 
     def _grad_scale(self) -> float:
-        """The fp16 GradScaler's scale (16-mixed), else 1: penalties differentiate the scaled output, then unscale."""
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+        """The penalties' inner-gradient scale: a fixed ``FP16_GRAD_SCALE`` under fp16 (never the GradScaler's 2^16,
+        which is ``inf`` in fp16), else 1; the penalties differentiate the scaled output, then unscale."""
+        return FP16_GRAD_SCALE if uses_fp16(self.trainer) else 1.0
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         """Clip by norm here: Lightning calls this after unscaling the gradients under 16-mixed."""
