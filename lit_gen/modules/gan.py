@@ -38,6 +38,7 @@ from lit_gen.modules.resume import ResumableRNG
 from lit_gen.modules.speed import speed_up
 from lit_gen.nets.augment import diff_augment, parse_policy
 from lit_gen.nets.conditioning import pack as pack_samples
+from lit_gen.nets.counters import counter_state, register_counters
 
 PENDING_KEY = "lit_gen_pending_batches"
 PENDING_LABELS_KEY = "lit_gen_pending_labels"
@@ -183,10 +184,10 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         self.flush_denormal = flush_denormal
         self.nonfinite = check_policy(nonfinite)
         self.set_evaluation(evaluation, evaluate_every_n_epochs)
-        self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
-        # Lightning's global_step counts every optimizer step (n_critic + 1 per batch): keep our own counters.
-        self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
-        self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
+        # Lightning's global_step counts every optimizer step (n_critic + 1 per batch): keep our own counters, out of
+        # the buffers that weight averaging (EMAWeightAveraging) averages, under the same state_dict keys.
+        zero = torch.zeros((), dtype=torch.long)
+        register_counters(self, skipped_steps=zero, generator_steps=zero, images_seen=zero)
         self._step = 0  # generator_steps on the host: schedules read it without a device sync
         self.last_penalty: Tensor | None = None  # the weighted penalty of the last regularized D step
 
@@ -405,6 +406,8 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         super().on_save_checkpoint(checkpoint)
         checkpoint[PENDING_KEY] = [real.detach().cpu() for real, _ in self._group]  # exact resume mid-group
         checkpoint[PENDING_LABELS_KEY] = [None if y is None else y.cpu() for _, y in self._group]
+        # a WeightAveraging callback puts its averaged copy's state_dict here: its counters stopped at the copy
+        checkpoint["state_dict"].update(counter_state(self))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
