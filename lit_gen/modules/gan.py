@@ -34,6 +34,7 @@ from lit_gen.modules.ema import GeneratorEMA
 from lit_gen.modules.evaluation import EvaluatesSamples, data_value_range
 from lit_gen.modules.gan_checks import build_nets, check_fake, check_options
 from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite, uses_fp16
+from lit_gen.modules.players import player_configs
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.modules.speed import speed_up
 from lit_gen.nets.augment import diff_augment, parse_policy
@@ -64,6 +65,9 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         latent_dim: size of ``z``; read from ``generator.latent_dim`` when None.
         loss: ``minimax``, ``non_saturating``, ``wasserstein``, ``hinge`` or ``least_squares`` (all from logits).
         n_critic: discriminator steps per batch (each with fresh noise, on the same real images).
+        max_generator_steps: stop training after this many generator steps (GAN iterations), exactly, also across
+            resumes and with ``accumulate_grad_batches``; None = no limit. ``Trainer(max_steps=...)`` counts every
+            optimizer step instead: ``n_critic + 1`` per generator step.
         gradient_penalty: weight λ of the WGAN-GP penalty (0 = off; 10 in the paper).
         r1_gamma: weight γ of the R1 penalty ``γ/2·E||∇D(x)||²`` on real images (0 = off).
         d_reg_interval: lazy regularization (StyleGAN2): the penalties are computed on every ``k``-th discriminator
@@ -114,6 +118,7 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         latent_dim: int | None = None,
         loss: GANLossName = "non_saturating",
         n_critic: int = 1,
+        max_generator_steps: int | None = None,
         gradient_penalty: float = 0.0,
         r1_gamma: float = 0.0,
         d_reg_interval: int = 1,
@@ -163,6 +168,7 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         self.generator_ema = GeneratorEMA(self.generator, ema_decay, ema_warmup) if ema_decay is not None else None
 
         self.n_critic = n_critic
+        self.max_generator_steps = max_generator_steps
         self.accumulate_grad_batches = accumulate_grad_batches
         self._group: list[tuple[Tensor, Tensor | None]] = []  # batches waiting for the rest of their group
         self.gp_weight = gradient_penalty
@@ -270,12 +276,19 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         g_factory, d_factory = self.optimizer_factories
         g_opt = (g_factory or dcgan_adam)(self.generator.parameters())
         d_opt = (d_factory or dcgan_adam)(self.discriminator.parameters())
-        configs: list[dict[str, Any]] = []
-        for opt, sched in zip((g_opt, d_opt), self.scheduler_factories, strict=True):
-            configs.append({"optimizer": opt} | ({"lr_scheduler": sched(opt)} if sched is not None else {}))
-        return configs
+        # named lr-generator / lr-discriminator for LearningRateMonitor, with the interval they are stepped at
+        return player_configs((g_opt, d_opt), self.scheduler_factories, self.scheduler_interval)
+
+    def _budget_spent(self) -> bool:
+        """True (and the trainer told to stop after this batch) once ``max_generator_steps`` generator steps ran."""
+        spent = self.max_generator_steps is not None and self._step >= self.max_generator_steps
+        if spent:
+            self.trainer.should_stop = True
+        return spent
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
+        if self._budget_spent():  # a run resumed at its generator-step budget
+            return
         self._group.append((images_of(batch), self._labels(batch)))
         if len(self._group) < self.accumulate_grad_batches:
             return  # gradients are accumulated over the whole group at once, below
@@ -291,6 +304,7 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
             self._step_schedulers()
         self._step += 1
         self.generator_steps += 1
+        self._budget_spent()
         self.images_seen += sum(real.shape[0] for real, _ in group) * self.trainer.world_size
         if logs_this_step(self):  # only when the loggers write: each self.log key costs ~0.4 ms
             self.log_dict({"train/d_loss": d_stats[0], "train/g_loss": g_loss}, prog_bar=True)

@@ -20,6 +20,8 @@ def check_options(**options: Any) -> None:
     for name in ("gradient_penalty", "r1_gamma", "instance_noise", "instance_noise_steps", "ema_warmup"):
         if options[name] < 0:
             raise ValueError(f"{name} must be >= 0, got {options[name]}")
+    if options.get("max_generator_steps") is not None and options["max_generator_steps"] < 1:
+        raise ValueError(f"max_generator_steps must be >= 1 or None, got {options['max_generator_steps']}")
     for name in ("weight_clip", "generator_clip_norm", "discriminator_clip_norm"):
         if options[name] is not None and options[name] <= 0:
             raise ValueError(f"{name} must be > 0 or None, got {options[name]}")
