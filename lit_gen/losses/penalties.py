@@ -12,6 +12,15 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+FP16_GRAD_SCALE = 256.0
+"""Scale of the penalties' inner gradient under fp16 precision (``precision="16-mixed"``).
+
+The gradient is taken of ``FP16_GRAD_SCALE * sum(outputs)`` and divided by it again, so that small input gradients
+do not underflow in fp16 (smallest normal 6.1e-5). It is deliberately not the GradScaler's scale: that starts at
+2^16, and every logit's gradient would then be 65536, which is ``inf`` in fp16 (largest finite 65504). 2^8 leaves a
+factor 256 of headroom for the gradients inside the discriminator.
+"""
+
 
 def input_gradient_sq_norm(outputs: Tensor, inputs: Tensor, scale: float = 1.0) -> Tensor:
     """Per-example ``||d sum(outputs) / d inputs||_2^2``, shape ``(B,)`` in float32, with a graph for the backward.
@@ -19,9 +28,9 @@ def input_gradient_sq_norm(outputs: Tensor, inputs: Tensor, scale: float = 1.0) 
     Args:
         outputs: discriminator outputs ``(B,)`` computed from ``inputs``.
         inputs: ``(B, ...)`` tensor with ``requires_grad=True``.
-        scale: the GradScaler's current scale under fp16 mixed precision: the gradient is taken of
-            ``scale * sum(outputs)``, so that fp16 intermediate gradients do not underflow, and divided by ``scale``
-            again (PyTorch AMP recipe "gradient penalty"). 1 otherwise.
+        scale: under fp16 precision, :data:`FP16_GRAD_SCALE`: the gradient is taken of ``scale * sum(outputs)``, so
+            that fp16 intermediate gradients do not underflow, and divided by ``scale`` again (PyTorch AMP recipe
+            "gradient penalty"). It must not be so large that ``scale`` itself overflows fp16. 1 otherwise.
     """
     (grad,) = torch.autograd.grad(outputs.float().sum() * scale, inputs, create_graph=True)
     return (grad.float() / scale).flatten(1).square().sum(1)
@@ -46,7 +55,7 @@ def gradient_penalty(
         real: real images ``(B, C, H, W)``.
         fake: generated images of the same shape (detached or not: only ``x_hat`` is differentiated).
         rng: optional generator for ``a``.
-        scale: the GradScaler's scale under fp16 mixed precision (see :func:`input_gradient_sq_norm`).
+        scale: :data:`FP16_GRAD_SCALE` under fp16 precision (see :func:`input_gradient_sq_norm`), else 1.
     """
     alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, generator=rng)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)

@@ -15,6 +15,7 @@ from lit_gen.modules.evaluation import data_value_range
 from lit_gen.modules.guards import check_policy
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.modules.vae_checks import check_unit_range, metric_value_range
+from lit_gen.nets.counters import counter_state
 
 RANGE_KEY = "lit_gen_value_range"
 
@@ -65,6 +66,7 @@ class AutoencoderModule(ResumableRNG):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint[RANGE_KEY] = list(self.pixel_range)
+        checkpoint["state_dict"].update(counter_state(self))  # WeightAveraging's copy holds counters of its start
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)

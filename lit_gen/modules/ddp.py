@@ -68,6 +68,15 @@ class ManualGradSync(L.LightningModule):
                         if buffer is not None:
                             buffer.copy_(self.trainer.strategy.reduce(buffer.clone(), reduce_op="mean"))
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Average the batch-norm statistics first: mid-epoch each process has its own, and only rank 0 writes.
+
+        Every process runs this hook (``trainer.save_checkpoint`` is collective), so the all-reduce is safe; the
+        checkpoint's ``state_dict`` holds views of the buffers, which the averaging updates in place.
+        """
+        self.sync_buffers()
+        super().on_save_checkpoint(checkpoint)
+
     def on_validation_epoch_start(self) -> None:
         super().on_validation_epoch_start()
         if self.trainer.state.fn == TrainerFn.FITTING:  # fit's validation runs before on_train_epoch_end

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
+from lit_gen.nets.counters import register_counters
+
 
 def ema_decay_at(step: Tensor | int, decay: float, warmup: int) -> Tensor | float:
     """The decay of update ``step`` (1 for the first average after the initial copy).
@@ -50,6 +52,8 @@ class GeneratorEMA(AveragedModel):
     The first :meth:`update_parameters` copies the generator; update ``t ≥ 1`` then applies
     ``ema ← d_t·ema + (1 - d_t)·G`` with ``d_t = ema_decay_at(t, decay, warmup)``. Its state (weights and the update
     count ``n_averaged``) is part of the owning module's ``state_dict``, so checkpoints save and restore it.
+    ``n_averaged`` is a counter (:func:`~lit_gen.nets.counters.register_counters`), not a buffer, so that weight
+    averaging of the whole LightningModule (Lightning's ``EMAWeightAveraging``) leaves the count exact.
 
     Args:
         generator: the generator to average (deep-copied).
@@ -64,4 +68,5 @@ class GeneratorEMA(AveragedModel):
             raise ValueError(f"ema_warmup must be >= 0, got {warmup}")
         super().__init__(generator, multi_avg_fn=ema_update_fn(decay, warmup), use_buffers=True)
         self.decay, self.warmup = decay, warmup
+        register_counters(self, n_averaged=self.n_averaged)  # AveragedModel's buffer, same state_dict key
         self.requires_grad_(False)  # never trained: only averaged, and only called in eval mode

@@ -19,7 +19,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from lit_gen.losses.gan import GANLossName, get_gan_loss
-from lit_gen.losses.penalties import gradient_penalty, input_gradient_sq_norm
+from lit_gen.losses.penalties import FP16_GRAD_SCALE, gradient_penalty, input_gradient_sq_norm
 from lit_gen.metrics.evaluation import SampleEvaluation
 from lit_gen.modules.common import (
     eval_mode,
@@ -33,13 +33,15 @@ from lit_gen.modules.ddp import ManualGradSync
 from lit_gen.modules.ema import GeneratorEMA
 from lit_gen.modules.evaluation import EvaluatesSamples, data_value_range
 from lit_gen.modules.gan_checks import build_nets, check_fake, check_options
-from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
+from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite, uses_fp16
 from lit_gen.modules.output_range import warn_on_range_mismatch
+from lit_gen.modules.players import player_configs
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.modules.speed import speed_up
 from lit_gen.modules.trainer_checks import check_manual_optimization_trainer
 from lit_gen.nets.augment import diff_augment, parse_policy
 from lit_gen.nets.conditioning import pack as pack_samples
+from lit_gen.nets.counters import counter_state, register_counters
 
 PENDING_KEY = "lit_gen_pending_batches"
 PENDING_LABELS_KEY = "lit_gen_pending_labels"
@@ -65,6 +67,9 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         latent_dim: size of ``z``; read from ``generator.latent_dim`` when None.
         loss: ``minimax``, ``non_saturating``, ``wasserstein``, ``hinge`` or ``least_squares`` (all from logits).
         n_critic: discriminator steps per batch (each with fresh noise, on the same real images).
+        max_generator_steps: stop training after this many generator steps (GAN iterations), exactly, also across
+            resumes and with ``accumulate_grad_batches``; None = no limit. ``Trainer(max_steps=...)`` counts every
+            optimizer step instead: ``n_critic + 1`` per generator step.
         gradient_penalty: weight λ of the WGAN-GP penalty (0 = off; 10 in the paper).
         r1_gamma: weight γ of the R1 penalty ``γ/2·E||∇D(x)||²`` on real images (0 = off).
         d_reg_interval: lazy regularization (StyleGAN2): the penalties are computed on every ``k``-th discriminator
@@ -115,6 +120,7 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         latent_dim: int | None = None,
         loss: GANLossName = "non_saturating",
         n_critic: int = 1,
+        max_generator_steps: int | None = None,
         gradient_penalty: float = 0.0,
         r1_gamma: float = 0.0,
         d_reg_interval: int = 1,
@@ -164,6 +170,7 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         self.generator_ema = GeneratorEMA(self.generator, ema_decay, ema_warmup) if ema_decay is not None else None
 
         self.n_critic = n_critic
+        self.max_generator_steps = max_generator_steps
         self.accumulate_grad_batches = accumulate_grad_batches
         self._group: list[tuple[Tensor, Tensor | None]] = []  # batches waiting for the rest of their group
         self.gp_weight = gradient_penalty
@@ -185,10 +192,10 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         self.flush_denormal = flush_denormal
         self.nonfinite = check_policy(nonfinite)
         self.set_evaluation(evaluation, evaluate_every_n_epochs)
-        self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
-        # Lightning's global_step counts every optimizer step (n_critic + 1 per batch): keep our own counters.
-        self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
-        self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
+        # Lightning's global_step counts every optimizer step (n_critic + 1 per batch): keep our own counters, out of
+        # the buffers that weight averaging (EMAWeightAveraging) averages, under the same state_dict keys.
+        zero = torch.zeros((), dtype=torch.long)
+        register_counters(self, skipped_steps=zero, generator_steps=zero, images_seen=zero)
         self._step = 0  # generator_steps on the host: schedules read it without a device sync
         self.last_penalty: Tensor | None = None  # the weighted penalty of the last regularized D step
 
@@ -281,12 +288,19 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         g_factory, d_factory = self.optimizer_factories
         g_opt = (g_factory or dcgan_adam)(self.generator.parameters())
         d_opt = (d_factory or dcgan_adam)(self.discriminator.parameters())
-        configs: list[dict[str, Any]] = []
-        for opt, sched in zip((g_opt, d_opt), self.scheduler_factories, strict=True):
-            configs.append({"optimizer": opt} | ({"lr_scheduler": sched(opt)} if sched is not None else {}))
-        return configs
+        # named lr-generator / lr-discriminator for LearningRateMonitor, with the interval they are stepped at
+        return player_configs((g_opt, d_opt), self.scheduler_factories, self.scheduler_interval)
+
+    def _budget_spent(self) -> bool:
+        """True (and the trainer told to stop after this batch) once ``max_generator_steps`` generator steps ran."""
+        spent = self.max_generator_steps is not None and self._step >= self.max_generator_steps
+        if spent:
+            self.trainer.should_stop = True
+        return spent
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
+        if self._budget_spent():  # a run resumed at its generator-step budget
+            return
         self._group.append((images_of(batch), self._labels(batch)))
         if len(self._group) < self.accumulate_grad_batches:
             return  # gradients are accumulated over the whole group at once, below
@@ -302,6 +316,7 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
             self._step_schedulers()
         self._step += 1
         self.generator_steps += 1
+        self._budget_spent()
         self.images_seen += sum(real.shape[0] for real, _ in group) * self.trainer.world_size
         if logs_this_step(self):  # only when the loggers write: each self.log key costs ~0.4 ms
             self.log_dict({"train/d_loss": d_stats[0], "train/g_loss": g_loss}, prog_bar=True)
@@ -417,6 +432,8 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         super().on_save_checkpoint(checkpoint)
         checkpoint[PENDING_KEY] = [real.detach().cpu() for real, _ in self._group]  # exact resume mid-group
         checkpoint[PENDING_LABELS_KEY] = [None if y is None else y.cpu() for _, y in self._group]
+        # a WeightAveraging callback puts its averaged copy's state_dict here: its counters stopped at the copy
+        checkpoint["state_dict"].update(counter_state(self))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -424,9 +441,9 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         self._group = list(zip(images, checkpoint.get(PENDING_LABELS_KEY, [None] * len(images)), strict=True))
 
     def _grad_scale(self) -> float:
-        """The fp16 GradScaler's scale (16-mixed), else 1: penalties differentiate the scaled output, then unscale."""
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+        """The penalties' inner-gradient scale: a fixed ``FP16_GRAD_SCALE`` under fp16 (never the GradScaler's 2^16,
+        which is ``inf`` in fp16), else 1; the penalties differentiate the scaled output, then unscale."""
+        return FP16_GRAD_SCALE if uses_fp16(self.trainer) else 1.0
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         """Clip by norm here: Lightning calls this after unscaling the gradients under 16-mixed."""

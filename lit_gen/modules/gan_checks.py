@@ -20,6 +20,8 @@ def check_options(**options: Any) -> None:
     for name in ("gradient_penalty", "r1_gamma", "instance_noise", "instance_noise_steps", "ema_warmup"):
         if options[name] < 0:
             raise ValueError(f"{name} must be >= 0, got {options[name]}")
+    if options.get("max_generator_steps") is not None and options["max_generator_steps"] < 1:
+        raise ValueError(f"max_generator_steps must be >= 1 or None, got {options['max_generator_steps']}")
     for name in ("weight_clip", "generator_clip_norm", "discriminator_clip_norm"):
         if options[name] is not None and options[name] <= 0:
             raise ValueError(f"{name} must be > 0 or None, got {options[name]}")
@@ -29,8 +31,35 @@ def check_options(**options: Any) -> None:
             "set gradient_penalty=10 (WGAN-GP) or weight_clip=0.01 (WGAN)",
             stacklevel=3,
         )
+    check_penalty_norm(options["discriminator"], options["gradient_penalty"], options["r1_gamma"])
     if options["d_reg_interval"] > 1 and not (options["gradient_penalty"] or options["r1_gamma"]):
         warnings.warn("d_reg_interval has no effect without gradient_penalty or r1_gamma", stacklevel=3)
+
+
+def check_penalty_norm(discriminator: nn.Module | None, gradient_penalty: float, r1_gamma: float) -> None:
+    """Warn when a per-example gradient penalty meets a discriminator with batch norm (the default DCGAN one).
+
+    Batch norm makes each example's logit depend on the whole batch, so the input gradient of one example is no
+    longer its own: WGAN-GP (arXiv 1704.00028, section 4: "no critic batch normalization") and R1 assume it is.
+    """
+    weights = {"gradient_penalty": gradient_penalty, "r1_gamma": r1_gamma}
+    penalties = [f"{name}={value:g}" for name, value in weights.items() if value]
+    if not penalties:
+        return
+    if discriminator is None:
+        where = "the default discriminator, DCGANDiscriminator(norm='batch'),"
+    elif any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
+        where = f"the discriminator ({type(discriminator).__name__}) has batch norm and"
+    else:
+        return
+    warnings.warn(
+        f"{' and '.join(penalties)}: {where} normalizes over the batch, so the penalty's per-example input gradients "
+        "mix the examples it treats as independent. Pass a discriminator without batch norm, e.g. "
+        "GANModule(discriminator=DCGANDiscriminator(image_shape, norm='none', spectral_norm=...)) "
+        "(in a config: discriminator: {class_path: lit_gen.nets.DCGANDiscriminator, init_args: {norm: none}}, "
+        "as configs/gan/wgan_gp.yaml does)",
+        stacklevel=3,
+    )
 
 
 def build_nets(

@@ -20,6 +20,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from lit_gen.nets.counters import register_counters
+
 
 class Quantized(NamedTuple):
     """What :class:`VectorQuantizer` returns for latents ``z_e`` of shape ``(B, D, *grid)``.
@@ -90,9 +92,14 @@ class VectorQuantizer(nn.Module):
             self.register_buffer("embed_sum", codebook.clone())
         else:
             self.codebook = nn.Parameter(codebook)
-        self.register_buffer("unused_steps", torch.zeros(num_codes, dtype=torch.long))
-        self.register_buffer("restarts", torch.zeros((), dtype=torch.long))
-        self.register_buffer("initialized", torch.tensor(not init_from_data))
+        # counters and the flag are CPU state out of the buffers (weight averaging of the module must not average
+        # them, and fails on a bool), saved under the same state_dict keys: :mod:`lit_gen.nets.counters`
+        register_counters(
+            self,
+            unused_steps=torch.zeros(num_codes, dtype=torch.long),
+            restarts=torch.zeros((), dtype=torch.long),
+            initialized=torch.tensor(not init_from_data),
+        )
 
     def extra_repr(self) -> str:
         return f"num_codes={self.num_codes}, code_dim={self.code_dim}, ema={self.ema}, decay={self.decay}"
@@ -164,18 +171,19 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _restart_dead_codes(self, flat: Tensor, counts: Tensor) -> None:
-        self.unused_steps.add_(1).masked_fill_(counts > 0, 0)
+        self.unused_steps.add_(1).masked_fill_((counts > 0).cpu(), 0)  # the host sync of `dead` below, earlier
         if self.restart_after == 0:
             return
-        dead = (self.unused_steps >= self.restart_after).nonzero().flatten()
+        dead = (self.unused_steps >= self.restart_after).nonzero().flatten()  # on the CPU
         if dead.numel() == 0:
             return
         vectors = _from_rank_zero(_random_rows(flat, dead.numel()))
+        self.unused_steps[dead] = 0
+        dead = dead.to(self.codebook.device)
         self.codebook.data[dead] = vectors.to(self.codebook.dtype)
         if self.ema:
             self.cluster_size[dead] = 1.0
             self.embed_sum[dead] = vectors.to(self.embed_sum.dtype)
-        self.unused_steps[dead] = 0
         self.restarts.add_(dead.numel())
 
 
