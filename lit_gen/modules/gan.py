@@ -26,8 +26,8 @@ from lit_gen.modules.common import (
     eval_rng,
     images_of,
     logs_this_step,
-    object_args_to_ignore,
     required_labels,
+    save_init_hyperparameters,
 )
 from lit_gen.modules.ddp import ManualGradSync
 from lit_gen.modules.ema import GeneratorEMA
@@ -140,16 +140,15 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         evaluate_every_n_epochs: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(
-            ignore=object_args_to_ignore(
-                evaluation=evaluation,
-                generator=generator,
-                discriminator=discriminator,
-                generator_optimizer=generator_optimizer,
-                discriminator_optimizer=discriminator_optimizer,
-                generator_scheduler=generator_scheduler,
-                discriminator_scheduler=discriminator_scheduler,
-            )
+        save_init_hyperparameters(
+            self,
+            evaluation=evaluation,
+            generator=generator,
+            discriminator=discriminator,
+            generator_optimizer=generator_optimizer,
+            discriminator_optimizer=discriminator_optimizer,
+            generator_scheduler=generator_scheduler,
+            discriminator_scheduler=discriminator_scheduler,
         )
         self.automatic_optimization = False
         check_options(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})

@@ -37,8 +37,8 @@ from lit_gen.modules.common import (
     eval_rng,
     images_of,
     logs_this_step,
-    object_args_to_ignore,
     required_labels,
+    save_init_hyperparameters,
 )
 from lit_gen.modules.evaluation import EvaluatesSamples
 from lit_gen.modules.guards import NonFinitePolicy, loss_is_finite
@@ -151,10 +151,13 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         evaluate_every_n_epochs: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(
-            ignore=object_args_to_ignore(
-                encoder=encoder, decoder=decoder, optimizer=optimizer, lr_scheduler=lr_scheduler, evaluation=evaluation
-            )
+        save_init_hyperparameters(
+            self,
+            encoder=encoder,
+            decoder=decoder,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            evaluation=evaluation,
         )
         check_objective(beta, beta_schedule, free_bits, iwae_samples, capacity, importance_samples)
         check_schedule(beta_schedule, beta_warmup_steps, beta_cycle_steps, beta_cycle_ratio, capacity, capacity_steps)

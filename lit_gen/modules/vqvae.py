@@ -32,7 +32,7 @@ from lit_gen.losses.vae import likelihood_mean, params_per_pixel, reconstruction
 from lit_gen.losses.vq import codebook_loss, commitment_loss, perplexity, squared_error
 from lit_gen.metrics.likelihood import LikelihoodMetrics
 from lit_gen.modules.autoencoder import AutoencoderModule
-from lit_gen.modules.common import eval_mode, images_of, logs_this_step, object_args_to_ignore, shape_text
+from lit_gen.modules.common import eval_mode, images_of, logs_this_step, save_init_hyperparameters, shape_text
 from lit_gen.modules.guards import NonFinitePolicy, loss_is_finite
 from lit_gen.nets.vq import Quantized, VectorQuantizer
 from lit_gen.nets.vq_conv import VQDecoder, VQEncoder
@@ -91,10 +91,8 @@ class VQVAEModule(AutoencoderModule):
         recount_codes: bool = True,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(
-            ignore=object_args_to_ignore(
-                encoder=encoder, decoder=decoder, quantizer=quantizer, optimizer=optimizer, lr_scheduler=lr_scheduler
-            )
+        save_init_hyperparameters(
+            self, encoder=encoder, decoder=decoder, quantizer=quantizer, optimizer=optimizer, lr_scheduler=lr_scheduler
         )
         if likelihood != "mse":
             params_per_pixel(likelihood)  # names the choices when unknown
