@@ -34,6 +34,7 @@ from lit_gen.modules.ema import GeneratorEMA
 from lit_gen.modules.evaluation import EvaluatesSamples, data_value_range
 from lit_gen.modules.gan_checks import build_nets, check_fake, check_options
 from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
+from lit_gen.modules.learning_rate import refuse_lr_finder
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.modules.speed import speed_up
 from lit_gen.nets.augment import diff_augment, parse_policy
@@ -239,6 +240,7 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
 
     # -- training ----------------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        refuse_lr_finder(self, stage)
         if self.flush_denormal:
             torch.set_flush_denormal(True)
         speed_up([self.generator, self.discriminator], self.hparams.compile, self.hparams.channels_last)

@@ -100,6 +100,8 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         gaussian_std: standard deviation of the Gaussian likelihood; None = learned, one value shared by all pixels
             (σ-VAE, Rybkin et al. 2021, arXiv 2006.13202).
         optimizer: ``params -> Optimizer``; default Adam(lr=1e-3).
+        lr: learning rate of all parameter groups, overriding ``optimizer``'s (None = its own); Lightning's
+            learning-rate finder (``Tuner(trainer).lr_find``, the ``LearningRateFinder`` callback) sets it.
         lr_scheduler: ``optimizer -> LRScheduler`` stepped every epoch; None = constant.
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup (denormals slow CPU training).
         compile: ``torch.compile`` the networks (``nn.Module.compile``: checkpoints keep their keys); for long
@@ -138,6 +140,7 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         likelihood: Likelihood = "bernoulli",
         gaussian_std: float | None = 0.1,
         optimizer: OptimizerCallable | None = None,
+        lr: float | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         flush_denormal: bool = True,
         compile: bool = False,
@@ -182,7 +185,7 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         self.gaussian_std = gaussian_std
         # σ-VAE's learned standard deviation, one log-σ shared by all pixels
         self.log_std = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" and gaussian_std is None else None
-        self.init_training(optimizer, lr_scheduler, flush_denormal, nonfinite)
+        self.init_training(optimizer, lr_scheduler, flush_denormal, nonfinite, lr)
         self.importance_samples = importance_samples
         self.predict_outputs = tuple(predict_outputs)
         self.latent_steps, self.traversal_span = latent_steps, traversal_span

@@ -67,6 +67,8 @@ class VQVAEModule(AutoencoderModule):
         gaussian_std: standard deviation of the Gaussian likelihood.
         commitment: β, the weight of the commitment loss (0.25 in the paper).
         optimizer: ``params -> Optimizer``; default Adam(lr=1e-3).
+        lr: learning rate of all parameter groups, overriding ``optimizer``'s (None = its own); Lightning's
+            learning-rate finder (``Tuner(trainer).lr_find``, the ``LearningRateFinder`` callback) sets it.
         lr_scheduler: ``optimizer -> LRScheduler`` stepped every epoch; None = constant.
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup (denormals slow CPU training).
         nonfinite: a NaN/inf loss ``"stop"``s training with an error naming the step, or the batch is ``"skip"``ped.
@@ -85,6 +87,7 @@ class VQVAEModule(AutoencoderModule):
         gaussian_std: float = 0.1,
         commitment: float = 0.25,
         optimizer: OptimizerCallable | None = None,
+        lr: float | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         flush_denormal: bool = True,
         nonfinite: NonFinitePolicy = "stop",
@@ -118,7 +121,7 @@ class VQVAEModule(AutoencoderModule):
                 f"{shape_text(grids[1])}: build both for the same image_shape and downsample"
             )
         self.likelihood, self.gaussian_std, self.commitment = likelihood, gaussian_std, commitment
-        self.init_training(optimizer, lr_scheduler, flush_denormal, nonfinite)
+        self.init_training(optimizer, lr_scheduler, flush_denormal, nonfinite, lr)
         self.recount_codes = recount_codes
         # code frequencies of the training split, per grid position when the encoder declares its grid
         grid = tuple(getattr(self.encoder, "grid", ()))
