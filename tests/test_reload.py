@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import pickle
+from collections import UserList
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,9 @@ class ScaledGenerator(OpaqueGenerator):
 
 
 def hydra_adam(lr: float) -> functools.partial:
-    """What ``hydra.utils.instantiate({"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr, ...})`` gives."""
-    return functools.partial(torch.optim.Adam, lr=lr, betas=(0.5, 0.9))
+    """What ``hydra.utils.instantiate({"_target_": "torch.optim.Adam", "_partial_": True, "lr": lr, ...})`` gives:
+    its lists arrive as OmegaConf ``ListConfig`` s, a ``Sequence`` that is not a list (here a ``UserList``)."""
+    return functools.partial(torch.optim.Adam, lr=lr, betas=UserList([0.5, 0.9]))
 
 
 def fit_and_save(module: L.LightningModule, tmp_path: Path, **data: Any) -> Path:
@@ -93,7 +95,7 @@ def optimizer_settings(module: L.LightningModule) -> list[tuple[type, float, tup
 def test_gan_built_in_python_with_partial_optimizers_reloads_from_its_path(tmp_path) -> None:
     L.seed_everything(0, verbose=False)
     module = GANModule(
-        generator=MLPGenerator(latent_dim=4, image_shape=(1, 8, 8), hidden=(16,)),
+        generator=MLPGenerator(latent_dim=4, image_shape=UserList([1, 8, 8]), hidden=UserList([16])),
         discriminator=MLPDiscriminator(image_shape=(1, 8, 8), hidden=(16,)),
         generator_optimizer=hydra_adam(1e-3),
         discriminator_optimizer=hydra_adam(4e-3),
@@ -223,3 +225,25 @@ def test_a_cli_checkpoint_reloaded_in_python_and_saved_again_reloads(tmp_path) -
     assert_same_weights(loaded, again)
     same = [m.sample(5, rng=torch.Generator().manual_seed(3)) for m in (loaded, again)]
     assert torch.equal(*same)
+
+
+def python_gan_checkpoint(tmp_path: Path, generator: nn.Module) -> Path:
+    L.seed_everything(0, verbose=False)
+    module = GANModule(generator=generator, discriminator=MLPDiscriminator(image_shape=(1, 8, 8), hidden=(16,)))
+    return fit_and_save(module, tmp_path, datamodule=digits())
+
+
+def test_the_cli_rebuilds_a_python_built_checkpoints_nets(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_cli import ROOT, run_cli
+
+    config = ["--config", str(ROOT / "configs/gan/digits.yaml"), "--trainer.logger=false"]  # nets of 32-dim z
+    config.append(f"--trainer.default_root_dir={tmp_path}")
+    path = python_gan_checkpoint(tmp_path, MLPGenerator(latent_dim=4, image_shape=(1, 8, 8), hidden=(16,)))
+    cli = run_cli("validate", *config, f"--ckpt_path={path}", "--trainer.limit_val_batches=1")
+    assert cli.model.latent_dim == 4 and cli.model.generator.latent_dim == 4
+    path = python_gan_checkpoint(tmp_path / "opaque", OpaqueGenerator(width=16))
+    with pytest.raises(SystemExit):
+        run_cli("validate", *config, f"--ckpt_path={path}")
+    err = capsys.readouterr().err
+    assert "its generator is a tests.test_reload.OpaqueGenerator whose init arguments could not be recorded" in err
+    assert "GANModule.load_from_checkpoint(path, generator=...)" in err

@@ -17,11 +17,13 @@ CLASS_KEY = "lit_gen_class"
 _MISSING = object()
 
 
-def check_checkpoint(path: Any, cls: type | None = None) -> dict[str, Any] | None:
-    """Raise a clear error unless ``path`` is a complete PyTorch checkpoint (of ``cls`` when it records its class).
+def check_checkpoint(path: Any, cls: type | None = None, rebuilt_from_it: bool = True) -> dict[str, Any] | None:
+    """Raise a clear error unless ``path`` is a complete PyTorch checkpoint (of ``cls`` when it records its class)
+    whose model can be rebuilt from its hyperparameters alone when ``rebuilt_from_it`` (``lit-gen ... --ckpt_path``).
 
-    Reads the archive's table of contents and the class tag (memory-mapped, ``weights_only=True``); remote paths
-    (``s3://``...) are left to Lightning. Returns the memory-mapped checkpoint when ``cls`` is given, else None.
+    Reads the archive's table of contents, the class tag and the hyperparameters (memory-mapped,
+    ``weights_only=True``); remote paths (``s3://``...) are left to Lightning. Returns the memory-mapped checkpoint,
+    None for a remote path.
     """
     if "://" in str(path):
         return None
@@ -33,20 +35,36 @@ def check_checkpoint(path: Any, cls: type | None = None) -> dict[str, Any] | Non
             f"checkpoint {file} ({file.stat().st_size} bytes) is truncated or not a PyTorch checkpoint; it cannot be "
             "loaded. Use an earlier checkpoint of the run (last.ckpt, on_exception.ckpt or an epoch=... file)"
         )
-    if cls is None:
-        return None
     try:
         checkpoint = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
         saved = checkpoint.get(CLASS_KEY)
     except Exception as err:
         raise ValueError(f"checkpoint {file} is damaged and cannot be read ({type(err).__name__}: {err})") from err
-    if saved is not None and not any(f"{c.__module__}.{c.__qualname__}" == saved for c in cls.__mro__):
+    classes = [f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__] if cls is not None else []
+    if cls is not None and saved is not None and saved not in classes:
         short = saved.rsplit(".", 1)[-1]
         raise ValueError(
             f"checkpoint {file} holds a {saved}, not a {cls.__name__}: load it with {short}.load_from_checkpoint, "
             f"or with a config whose model is {short}"
         )
+    if rebuilt_from_it:
+        refuse_unrecorded_nets(checkpoint, file)
     return checkpoint
+
+
+def refuse_unrecorded_nets(checkpoint: dict[str, Any], file: Path) -> None:
+    """Raise for a net that the checkpoint records only as its class (a model built in Python with a net whose init
+    arguments could not be recorded): a config cannot rebuild it, only ``load_from_checkpoint`` with the net."""
+    hparams = checkpoint.get("hyper_parameters") or {}
+    weights = {key.split(".", 1)[0] for key in checkpoint.get("state_dict", {})}
+    for name, value in hparams.items():
+        if name in weights and is_unrecorded(value):
+            model = str(checkpoint.get(CLASS_KEY, "the model's class")).rsplit(".", 1)[-1]
+            raise ValueError(
+                f"checkpoint {file}: its {name} is a {value['class_path']} whose init arguments could not be recorded "
+                f"({value[UNRECORDED_KEY]}), so it cannot be rebuilt from the checkpoint: load it in Python with "
+                f"{model}.load_from_checkpoint(path, {name}=...), passing the net built as for training"
+            )
 
 
 def objects_to_rebuild(cls: type, checkpoint: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -58,8 +76,8 @@ def objects_to_rebuild(cls: type, checkpoint: dict[str, Any], given: dict[str, A
     the default, with a warning. Returns the arguments to pass to Lightning's ``load_from_checkpoint`` for those.
     """
     hparams = checkpoint.get("hyper_parameters") or {}
-    if not hparams or "_class_path" in hparams:
-        return {}  # no hyperparameters (nothing to check), or a LightningCLI config, complete by construction
+    if not hparams:
+        return {}
     weights = {key.split(".", 1)[0] for key in checkpoint.get("state_dict", {})}
     replaced: dict[str, Any] = {}
     for name, param in inspect.signature(cls.__init__).parameters.items():
@@ -100,7 +118,7 @@ class CheckedLoading(L.LightningModule):
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         """Lightning's ``load_from_checkpoint`` after :func:`check_checkpoint` and :func:`objects_to_rebuild`: nets
         and optimizers recorded in the hyperparameters are rebuilt from them; ``kwargs`` replace them."""
-        checkpoint = check_checkpoint(checkpoint_path, cls)
+        checkpoint = check_checkpoint(checkpoint_path, cls, rebuilt_from_it=False)
         if checkpoint is not None and kwargs.get("hparams_file") is None:
             kwargs |= objects_to_rebuild(cls, checkpoint, kwargs)
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 
-from lit_gen.modules.recorded_objects import INSTANTIATOR, record_objects
+from lit_gen.modules.recorded_objects import instantiator_keys, record_objects
 
 
 def object_args_to_ignore(**objects: Any) -> list[str]:
@@ -30,7 +30,7 @@ def object_args_to_ignore(**objects: Any) -> list[str]:
 def save_init_hyperparameters(module: L.LightningModule, **objects: Any) -> None:
     """``module.save_hyperparameters()`` for the ``__init__`` that calls it, with the arguments passed as objects
     (nets, optimizer/scheduler callables, evaluations) recorded as LightningCLI records them: ``class_path`` +
-    ``init_args`` dicts, and ``_instantiator`` set to Lightning's ``instantiate_module``, so that
+    ``init_args`` dicts, with ``_instantiator`` (Lightning's ``instantiate_module``) and ``_class_path``, so that
     ``load_from_checkpoint(path)`` rebuilds them from the path alone, as for ``lit-gen`` checkpoints. An object whose
     arguments cannot be known is recorded as its class with a note, and loading asks for it again by name
     (:func:`~lit_gen.modules.recorded_objects.record_argument`).
@@ -47,7 +47,7 @@ def save_init_hyperparameters(module: L.LightningModule, **objects: Any) -> None
     recorded = record_objects(objects)
     if recorded:
         # a second call merges into the hyperparameters (and their initial copy, which the loggers write)
-        module.save_hyperparameters(recorded | {"_instantiator": INSTANTIATOR}, frame=caller)
+        module.save_hyperparameters(recorded | instantiator_keys(type(module)), frame=caller)
 
 
 def images_of(batch: Any) -> Tensor:

@@ -16,9 +16,12 @@ Anything else is recorded as its class and a note; loading then asks for the obj
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -98,15 +101,18 @@ def _check_importable(obj: Any) -> str:
 
 
 def _record_value(value: Any) -> Any:
-    """A plain value as YAML would hold it (tuples become lists); nets inside lit_gen nets' arguments recursively."""
+    """A plain value as YAML would hold it: sequences (tuples, Hydra's ``ListConfig``) become lists, mappings
+    (``DictConfig``) dicts, paths strings; nets inside lit_gen nets' arguments are recorded recursively."""
     if isinstance(value, _PLAIN):
         return value
-    if isinstance(value, (list, tuple)):
-        return [_record_value(v) for v in value]
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: _record_value(v) for k, v in value.items()}
     if isinstance(value, nn.Module):
         return _record_net(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _record_value(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, bytes):
+        return [_record_value(v) for v in value]
     raise Unrecordable(f"an argument is a {type(value).__name__}, which has no plain config form")
 
 
@@ -146,9 +152,9 @@ def _recovered_init_args(net: nn.Module) -> dict[str, Any]:
 
 
 def _is_plain(value: Any) -> bool:
-    if isinstance(value, (list, tuple)):
-        return all(_is_plain(v) for v in value)
-    return isinstance(value, _PLAIN)
+    if isinstance(value, _PLAIN):
+        return True
+    return isinstance(value, Sequence) and not isinstance(value, bytes) and all(_is_plain(v) for v in value)
 
 
 def _structure(net: nn.Module) -> tuple[Any, ...]:
@@ -184,6 +190,16 @@ def _record_callable(value: Any) -> Any:
             raise Unrecordable("a lambda has no import path")
         return _check_importable(value)
     raise Unrecordable(f"a {type(value).__name__} object has no config form")
+
+
+def instantiator_keys(cls: type) -> dict[str, str]:
+    """The keys with which LightningCLI marks hyperparameters that its ``instantiate_module`` must build:
+    ``_instantiator``, and ``_class_path`` (the module's class, which ``lit-gen ... --ckpt_path`` reads) when the
+    class imports by its name."""
+    keys = {"_instantiator": INSTANTIATOR}
+    with contextlib.suppress(Unrecordable):
+        keys["_class_path"] = _check_importable(cls)
+    return keys
 
 
 def record_objects(objects: dict[str, Any]) -> dict[str, Any]:
