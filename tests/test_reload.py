@@ -247,3 +247,10 @@ def test_the_cli_rebuilds_a_python_built_checkpoints_nets(tmp_path, capsys: pyte
     err = capsys.readouterr().err
     assert "its generator is a tests.test_reload.OpaqueGenerator whose init arguments could not be recorded" in err
     assert "GANModule.load_from_checkpoint(path, generator=...)" in err
+
+
+def test_recording_a_user_net_leaves_the_random_stream_alone() -> None:
+    net = UserEncoder(hidden=5)
+    state = torch.get_rng_state()
+    recorded = record_argument(net)  # rebuilt on the meta device to verify the arguments
+    assert recorded["init_args"]["hidden"] == 5 and torch.equal(state, torch.get_rng_state())
