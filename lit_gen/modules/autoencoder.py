@@ -1,6 +1,7 @@
 """What the automatic-optimization autoencoders (:class:`~lit_gen.modules.vae.VAEModule`,
-:class:`~lit_gen.modules.vqvae.VQVAEModule`) share: the optimizer callables, flushing denormals, the data's pixel
-range (kept in checkpoints), the non-finite policy under DDP and the pixel-range checks of their likelihoods."""
+:class:`~lit_gen.modules.vqvae.VQVAEModule`) share: the optimizer callables and the ``lr`` the learning-rate finder
+sets, flushing denormals, the data's pixel range (kept in checkpoints), the non-finite policy under DDP and the
+pixel-range checks of their likelihoods."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 
 from lit_gen.modules.evaluation import data_value_range
 from lit_gen.modules.guards import check_policy
+from lit_gen.modules.learning_rate import check_lr, restart_schedules, set_learning_rate
 from lit_gen.modules.resume import ResumableRNG
 from lit_gen.modules.vae_checks import check_unit_range, metric_value_range
 from lit_gen.nets.counters import counter_state
@@ -36,11 +38,28 @@ class AutoencoderModule(ResumableRNG):
         lr_scheduler: LRSchedulerCallable | None,
         flush_denormal: bool,
         nonfinite: str,
+        lr: float | None = None,
     ) -> None:
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
+        self._lr = check_lr(lr, type(self).__name__)
         self.flush_denormal = flush_denormal
         self.nonfinite = check_policy(nonfinite)
         self.pixel_range: tuple[float, float] = (0.0, 1.0)  # the data's value_range: set at setup, in checkpoints
+
+    @property
+    def lr(self) -> float | None:
+        """The learning rate of every parameter group, overriding the ``optimizer`` callable's (None = its own).
+
+        Lightning's learning-rate finder sets it (with ``hparams["lr"]``, so checkpoints keep it); set during a fit,
+        the configured optimizer and its schedulers continue from the new rate.
+        """
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float | None) -> None:
+        self._lr = check_lr(value, type(self).__name__)
+        if value is not None:
+            restart_schedules(self._trainer, value)
 
     def setup(self, stage: str) -> None:
         if self.flush_denormal:
@@ -59,6 +78,8 @@ class AutoencoderModule(ResumableRNG):
 
     def configure_optimizers(self) -> Any:
         opt = (self.optimizer_factory or default_adam)(self.parameters())
+        if self.lr is not None:
+            set_learning_rate(opt, self.lr)
         if self.scheduler_factory is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": self.scheduler_factory(opt)}

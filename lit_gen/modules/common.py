@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,17 +12,42 @@ import torch
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 
+from lit_gen.modules.recorded_objects import instantiator_keys, record_objects
+
 
 def object_args_to_ignore(**objects: Any) -> list[str]:
     """Names of nets/optimizers passed as Python objects, which ``save_hyperparameters`` must not pickle.
 
-    Under LightningCLI the hyperparameters are the config (``class_path`` dicts), so nothing is ignored and
-    ``load_from_checkpoint(path)`` rebuilds the nets from it. From Python, objects are left out and have to be passed
-    to ``load_from_checkpoint(path, generator=..., ...)`` again; ``None`` (the built-in defaults) is kept.
+    Under LightningCLI the hyperparameters are the config (``class_path`` dicts), so nothing is ignored. From Python,
+    objects are left out of Lightning's own collection (:func:`save_init_hyperparameters` records them as configs
+    instead); ``None`` (the built-in defaults) is kept.
     """
     if _given_hyperparameters.get() is not None:
         return []
     return [name for name, value in objects.items() if value is not None]
+
+
+def save_init_hyperparameters(module: L.LightningModule, **objects: Any) -> None:
+    """``module.save_hyperparameters()`` for the ``__init__`` that calls it, with the arguments passed as objects
+    (nets, optimizer/scheduler callables, evaluations) recorded as LightningCLI records them: ``class_path`` +
+    ``init_args`` dicts, with ``_instantiator`` (Lightning's ``instantiate_module``) and ``_class_path``, so that
+    ``load_from_checkpoint(path)`` rebuilds them from the path alone, as for ``lit-gen`` checkpoints. An object whose
+    arguments cannot be known is recorded as its class with a note, and loading asks for it again by name
+    (:func:`~lit_gen.modules.recorded_objects.record_argument`).
+
+    Args:
+        module: the module in its ``__init__``.
+        objects: the arguments that may be objects, by name.
+    """
+    frame = inspect.currentframe()
+    caller = frame.f_back if frame is not None else None
+    module.save_hyperparameters(ignore=object_args_to_ignore(**objects), frame=caller)
+    if _given_hyperparameters.get() is not None:
+        return
+    recorded = record_objects(objects)
+    if recorded:
+        # a second call merges into the hyperparameters (and their initial copy, which the loggers write)
+        module.save_hyperparameters(recorded | instantiator_keys(type(module)), frame=caller)
 
 
 def images_of(batch: Any) -> Tensor:

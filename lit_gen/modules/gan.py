@@ -26,14 +26,15 @@ from lit_gen.modules.common import (
     eval_rng,
     images_of,
     logs_this_step,
-    object_args_to_ignore,
     required_labels,
+    save_init_hyperparameters,
 )
 from lit_gen.modules.ddp import ManualGradSync
 from lit_gen.modules.ema import GeneratorEMA
 from lit_gen.modules.evaluation import EvaluatesSamples, data_value_range
 from lit_gen.modules.gan_checks import build_nets, check_fake, check_options
 from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite, uses_fp16
+from lit_gen.modules.learning_rate import refuse_lr_finder
 from lit_gen.modules.output_range import warn_on_range_mismatch
 from lit_gen.modules.players import player_configs
 from lit_gen.modules.resume import ResumableRNG
@@ -148,16 +149,15 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         evaluate_every_n_epochs: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(
-            ignore=object_args_to_ignore(
-                evaluation=evaluation,
-                generator=generator,
-                discriminator=discriminator,
-                generator_optimizer=generator_optimizer,
-                discriminator_optimizer=discriminator_optimizer,
-                generator_scheduler=generator_scheduler,
-                discriminator_scheduler=discriminator_scheduler,
-            )
+        save_init_hyperparameters(
+            self,
+            evaluation=evaluation,
+            generator=generator,
+            discriminator=discriminator,
+            generator_optimizer=generator_optimizer,
+            discriminator_optimizer=discriminator_optimizer,
+            generator_scheduler=generator_scheduler,
+            discriminator_scheduler=discriminator_scheduler,
         )
         self.automatic_optimization = False
         check_options(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
@@ -249,6 +249,7 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
 
     # -- training ----------------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        refuse_lr_finder(self, stage)
         if self.flush_denormal:
             torch.set_flush_denormal(True)
         speed_up([self.generator, self.discriminator], self.hparams.compile, self.hparams.channels_last)

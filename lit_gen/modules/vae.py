@@ -37,8 +37,8 @@ from lit_gen.modules.common import (
     eval_rng,
     images_of,
     logs_this_step,
-    object_args_to_ignore,
     required_labels,
+    save_init_hyperparameters,
 )
 from lit_gen.modules.evaluation import EvaluatesSamples
 from lit_gen.modules.guards import NonFinitePolicy, loss_is_finite
@@ -106,6 +106,8 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         gaussian_std: standard deviation of the Gaussian likelihood; None = learned, one value shared by all pixels
             (σ-VAE, Rybkin et al. 2021, arXiv 2006.13202).
         optimizer: ``params -> Optimizer``; default Adam(lr=1e-3).
+        lr: learning rate of all parameter groups, overriding ``optimizer``'s (None = its own); Lightning's
+            learning-rate finder (``Tuner(trainer).lr_find``, the ``LearningRateFinder`` callback) sets it.
         lr_scheduler: ``optimizer -> LRScheduler`` stepped every epoch; None = constant.
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup (denormals slow CPU training).
         compile: ``torch.compile`` the networks (``nn.Module.compile``: checkpoints keep their keys); for long
@@ -144,6 +146,7 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         likelihood: Likelihood = "bernoulli",
         gaussian_std: float | None = 0.1,
         optimizer: OptimizerCallable | None = None,
+        lr: float | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         flush_denormal: bool = True,
         compile: bool = False,
@@ -157,10 +160,13 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         evaluate_every_n_epochs: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(
-            ignore=object_args_to_ignore(
-                encoder=encoder, decoder=decoder, optimizer=optimizer, lr_scheduler=lr_scheduler, evaluation=evaluation
-            )
+        save_init_hyperparameters(
+            self,
+            encoder=encoder,
+            decoder=decoder,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            evaluation=evaluation,
         )
         check_objective(beta, beta_schedule, free_bits, iwae_samples, capacity, importance_samples)
         check_schedule(beta_schedule, beta_warmup_steps, beta_cycle_steps, beta_cycle_ratio, capacity, capacity_steps)
@@ -185,7 +191,7 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         self.gaussian_std = gaussian_std
         # σ-VAE's learned standard deviation, one log-σ shared by all pixels
         self.log_std = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" and gaussian_std is None else None
-        self.init_training(optimizer, lr_scheduler, flush_denormal, nonfinite)
+        self.init_training(optimizer, lr_scheduler, flush_denormal, nonfinite, lr)
         self.importance_samples = importance_samples
         self.predict_outputs = tuple(predict_outputs)
         self.latent_steps, self.traversal_span = latent_steps, traversal_span

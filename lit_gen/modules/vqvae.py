@@ -32,7 +32,7 @@ from lit_gen.losses.vae import likelihood_mean, params_per_pixel, reconstruction
 from lit_gen.losses.vq import codebook_loss, commitment_loss, perplexity, squared_error
 from lit_gen.metrics.likelihood import LikelihoodMetrics
 from lit_gen.modules.autoencoder import AutoencoderModule
-from lit_gen.modules.common import eval_mode, images_of, logs_this_step, object_args_to_ignore, shape_text
+from lit_gen.modules.common import eval_mode, images_of, logs_this_step, save_init_hyperparameters, shape_text
 from lit_gen.modules.guards import NonFinitePolicy, loss_is_finite
 from lit_gen.nets.vq import Quantized, VectorQuantizer
 from lit_gen.nets.vq_conv import VQDecoder, VQEncoder
@@ -67,6 +67,8 @@ class VQVAEModule(AutoencoderModule):
         gaussian_std: standard deviation of the Gaussian likelihood.
         commitment: β, the weight of the commitment loss (0.25 in the paper).
         optimizer: ``params -> Optimizer``; default Adam(lr=1e-3).
+        lr: learning rate of all parameter groups, overriding ``optimizer``'s (None = its own); Lightning's
+            learning-rate finder (``Tuner(trainer).lr_find``, the ``LearningRateFinder`` callback) sets it.
         lr_scheduler: ``optimizer -> LRScheduler`` stepped every epoch; None = constant.
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup (denormals slow CPU training).
         nonfinite: a NaN/inf loss ``"stop"``s training with an error naming the step, or the batch is ``"skip"``ped.
@@ -85,16 +87,15 @@ class VQVAEModule(AutoencoderModule):
         gaussian_std: float = 0.1,
         commitment: float = 0.25,
         optimizer: OptimizerCallable | None = None,
+        lr: float | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         flush_denormal: bool = True,
         nonfinite: NonFinitePolicy = "stop",
         recount_codes: bool = True,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(
-            ignore=object_args_to_ignore(
-                encoder=encoder, decoder=decoder, quantizer=quantizer, optimizer=optimizer, lr_scheduler=lr_scheduler
-            )
+        save_init_hyperparameters(
+            self, encoder=encoder, decoder=decoder, quantizer=quantizer, optimizer=optimizer, lr_scheduler=lr_scheduler
         )
         if likelihood != "mse":
             params_per_pixel(likelihood)  # names the choices when unknown
@@ -120,7 +121,7 @@ class VQVAEModule(AutoencoderModule):
                 f"{shape_text(grids[1])}: build both for the same image_shape and downsample"
             )
         self.likelihood, self.gaussian_std, self.commitment = likelihood, gaussian_std, commitment
-        self.init_training(optimizer, lr_scheduler, flush_denormal, nonfinite)
+        self.init_training(optimizer, lr_scheduler, flush_denormal, nonfinite, lr)
         self.recount_codes = recount_codes
         # code frequencies of the training split, per grid position when the encoder declares its grid
         grid = tuple(getattr(self.encoder, "grid", ()))

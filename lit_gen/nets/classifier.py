@@ -11,10 +11,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from lit_gen.nets.init_args import RecordsInitArgs
 from lit_gen.nets.shapes import check_image_shape
 
 
-class DigitClassifier(nn.Module):
+class DigitClassifier(RecordsInitArgs, nn.Module):
     """Two conv blocks (conv, ReLU, 2×2 max-pool), a hidden layer of ``feature_dim`` units, a linear classifier.
 
     Kernels are 5×5 for sides of 16 px and above, 3×3 below (8×8 digits). Inputs are pixels in [0, 1].

@@ -18,10 +18,11 @@ from torch import Tensor, nn
 
 from lit_gen.nets.conditioning import check_labels
 from lit_gen.nets.dcgan import DCGANGenerator, conv_features
+from lit_gen.nets.init_args import RecordsInitArgs
 from lit_gen.nets.shapes import square_conv_plan
 
 
-class ConvEncoder(nn.Module):
+class ConvEncoder(RecordsInitArgs, nn.Module):
     """Images ``(B, *image_shape)`` -> ``(mu, logvar)``, each ``(B, latent_dim)``.
 
     Args:

@@ -15,10 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from lit_gen.nets.conditioning import PicklableSpectralNorm, Projection, apply_spectral_norm, check_labels
+from lit_gen.nets.init_args import RecordsInitArgs
 from lit_gen.nets.shapes import init_dcgan_weights, make_activation, square_conv_plan
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(RecordsInitArgs, nn.Module):
     """Maps ``z`` of shape ``(B, latent_dim)`` to images of shape ``(B, *image_shape)``.
 
     Args:
@@ -65,7 +66,7 @@ class DCGANGenerator(nn.Module):
         return self.net(z.reshape(z.shape[0], -1, 1, 1))
 
 
-class DCGANDiscriminator(PicklableSpectralNorm, nn.Module):
+class DCGANDiscriminator(RecordsInitArgs, PicklableSpectralNorm, nn.Module):
     """Maps images ``(B, *image_shape)`` to one logit (or critic score) per image, shape ``(B,)``.
 
     Args:

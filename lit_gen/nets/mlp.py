@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from lit_gen.nets.conditioning import PicklableSpectralNorm, Projection, apply_spectral_norm, check_labels
+from lit_gen.nets.init_args import RecordsInitArgs
 from lit_gen.nets.shapes import check_data_shape, make_activation
 
 
@@ -29,7 +30,7 @@ def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU, **act_kwarg
     return nn.Sequential(*layers)
 
 
-class MLPGenerator(nn.Module):
+class MLPGenerator(RecordsInitArgs, nn.Module):
     """``z (B, latent_dim)`` -> images ``(B, *image_shape)``.
 
     Args:
@@ -68,7 +69,7 @@ class MLPGenerator(nn.Module):
         return self.net(z).view(z.shape[0], *self.output_shape)
 
 
-class MLPDiscriminator(PicklableSpectralNorm, nn.Module):
+class MLPDiscriminator(RecordsInitArgs, PicklableSpectralNorm, nn.Module):
     """Images ``(B, *image_shape)`` -> logits ``(B,)``, LeakyReLU(0.2) hidden activations.
 
     Args:
@@ -115,7 +116,7 @@ class MLPDiscriminator(PicklableSpectralNorm, nn.Module):
         return logits
 
 
-class MLPEncoder(nn.Module):
+class MLPEncoder(RecordsInitArgs, nn.Module):
     """Images ``(B, *image_shape)`` -> ``(mu, logvar)``, each ``(B, latent_dim)``: the Gaussian q(z|x) of a VAE.
 
     Args:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_gen.nets.conditioning import PicklableSpectralNorm, apply_spectral_norm, check_labels
+from lit_gen.nets.init_args import RecordsInitArgs
 from lit_gen.nets.shapes import make_activation, square_conv_plan
 
 
@@ -109,7 +110,7 @@ class DownBlock(nn.Module):
         return h + (F.avg_pool2d(s, 2) if self.downsample else s)
 
 
-class ResNetGenerator(nn.Module):
+class ResNetGenerator(RecordsInitArgs, nn.Module):
     """SNGAN's ResNet generator: ``z`` ``(B, latent_dim)`` (and labels ``(B,)``) -> images ``(B, *image_shape)``.
 
     Linear to ``(width, base, base)``, ``n`` up-sampling blocks, then BN-ReLU-conv3×3 and the output activation.
@@ -156,7 +157,7 @@ class ResNetGenerator(nn.Module):
         return self.activation(self.out(F.relu(self.bn(h))))
 
 
-class ResNetDiscriminator(PicklableSpectralNorm, nn.Module):
+class ResNetDiscriminator(RecordsInitArgs, PicklableSpectralNorm, nn.Module):
     """SNGAN's ResNet discriminator: images ``(B, *image_shape)`` (and labels ``(B,)``) -> logits ``(B,)``.
 
     An optimized first block and down-sampling blocks until the side is at most 8, then blocks at that size so there

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lit_gen.nets.conditioning import check_labels
+from lit_gen.nets.init_args import RecordsInitArgs
 from lit_gen.nets.resnet import DownBlock, UpBlock
 from lit_gen.nets.shapes import square_conv_plan
 
@@ -71,7 +72,7 @@ def _check_args(latent_dim: int, width: int, num_classes: int, blocks_per_stage:
         raise ValueError(f"{owner}: blocks_per_stage must be at least 1 (the resampling block), got {blocks_per_stage}")
 
 
-class ResNetEncoder(nn.Module):
+class ResNetEncoder(RecordsInitArgs, nn.Module):
     """Images ``(B, *image_shape)`` (and labels ``(B,)``) -> ``(mu, logvar)``, each ``(B, latent_dim)``.
 
     Args:
@@ -119,7 +120,7 @@ class ResNetEncoder(nn.Module):
         return mu, logvar
 
 
-class ResNetDecoder(nn.Module):
+class ResNetDecoder(RecordsInitArgs, nn.Module):
     """``z`` ``(B, latent_dim)`` (and labels ``(B,)``) -> ``(B, out_channels, H, W)``, no output activation.
 
     The output is logits (Bernoulli likelihood), means (Gaussian) or, with ``out_channels = 2·C``, the per-pixel

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from lit_gen.nets.counters import register_counters
+from lit_gen.nets.init_args import RecordsInitArgs
 
 
 class Quantized(NamedTuple):
@@ -50,7 +51,7 @@ def straight_through(z_e: Tensor, codewords: Tensor) -> Tensor:
     return codewords.detach() + (z_e - z_e.detach())
 
 
-class VectorQuantizer(nn.Module):
+class VectorQuantizer(RecordsInitArgs, nn.Module):
     """Nearest-neighbour quantization of ``(B, code_dim, *grid)`` latents onto ``num_codes`` learned vectors.
 
     Args:

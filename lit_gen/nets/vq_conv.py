@@ -13,6 +13,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from lit_gen.nets.init_args import RecordsInitArgs
 from lit_gen.nets.shapes import make_activation, square_conv_plan
 
 
@@ -47,7 +48,7 @@ def latent_side(image_shape: Sequence[int], downsample: int | None, owner: str) 
     return channels, stages, side // 2**stages
 
 
-class VQEncoder(nn.Module):
+class VQEncoder(RecordsInitArgs, nn.Module):
     """Images ``(B, *image_shape)`` -> latents ``(B, code_dim, g, g)`` with ``g = side / 2**downsample``.
 
     Args:
@@ -90,7 +91,7 @@ class VQEncoder(nn.Module):
         return self.net(x)
 
 
-class VQDecoder(nn.Module):
+class VQDecoder(RecordsInitArgs, nn.Module):
     """Latents ``(B, code_dim, g, g)`` -> ``(B, out_channels, S, S)`` logits, means or logistic parameters.
 
     Args:
