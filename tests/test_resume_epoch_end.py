@@ -8,6 +8,8 @@ ignores the state of a finished epoch (``EpochSeededRandomSampler``)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from lit_gen import VQVAEModule
 from lit_gen.data.base import EpochSeededRandomSampler
 from lit_gen.nets import VectorQuantizer, VQDecoder, VQEncoder
 from tests.helpers import digits, tiny_gan, tiny_vae
-from tests.test_resume import assert_same
+from tests.test_resume import ROOT, assert_same, command, env, final_state
 
 BATCHES = 5  # an epoch: 1,437 training digits in batches of 256, the last 157 dropped
 
@@ -168,3 +170,60 @@ def test_a_sampler_state_written_by_lit_gen_0_1_0_still_resumes() -> None:
     it = iter(sampler)
     it.load_state_dict({"generator": seeded, "yielded": 6})
     assert list(it) == sampler.order(2)
+
+
+CLI_RUNS = {  # config, overrides that shrink the nets, optimizer steps per batch
+    "gan": ("configs/gan/digits.yaml", ("--model.init_args.generator.init_args.hidden=[32]",
+                                        "--model.init_args.discriminator.init_args.hidden=[32]"), 2),
+    "vae": ("configs/vae/digits.yaml", ("--model.init_args.encoder.init_args.hidden=[32]",
+                                        "--model.init_args.decoder.init_args.hidden=[32]"), 1),
+    "vqvae": ("configs/vae/vqvae_digits.yaml", ("--model.init_args.encoder.init_args.width=8",
+                                                "--model.init_args.decoder.init_args.width=8"), 1),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param("gan", marks=pytest.mark.slow), "vae", pytest.param("vqvae", marks=pytest.mark.slow)]
+)
+def test_cli_extend_a_finished_run_then_resume_a_kill_after_an_epochs_last_batch(name: str, tmp_path: Path) -> None:
+    """Through `lit-gen fit`: a 1-epoch run, extended to 3 epochs with `--ckpt_path last` and SIGKILLed right after
+    the step checkpoint (every 50 steps) written at the last batch of epoch 1, resumed again: it ends as a straight
+    3-epoch run does. Batches of 57 make an epoch of 25 batches, so step 50 ends epoch 1 (epoch 0 for the GAN's two
+    steps a batch; its kill comes at step 100, also a step checkpoint)."""
+    config, shrink, per_batch = CLI_RUNS[name]
+    epoch_steps = 25 * per_batch
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+
+    def run(save_dir: Path, max_epochs: int, *extra: str) -> subprocess.CompletedProcess:
+        record = ["--trainer.callbacks+=tests.probes.RecordBatches", f"--trainer.callbacks.path={save_dir}.txt"]
+        args = command(config, save_dir, *shrink, "--data.init_args.batch_size=57", *record, *extra)
+        args[args.index("--trainer.max_epochs=3")] = f"--trainer.max_epochs={max_epochs}"
+        return subprocess.run(args, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+
+    def ok(done: subprocess.CompletedProcess) -> None:
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    ok(run(straight, 3))
+    ok(run(resumed, 1))
+    assert final_state(resumed)["global_step"] == epoch_steps
+    kill = ["--trainer.callbacks+=tests.probes.KillAfterStep", f"--trainer.callbacks.step={2 * epoch_steps}"]
+    assert run(resumed, 3, "--ckpt_path=last", *kill).returncode == -signal.SIGKILL
+    interrupted = final_state(resumed)
+    assert interrupted["global_step"] == 2 * epoch_steps  # the step checkpoint at epoch 1's last batch
+    assert interrupted["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"] == 1  # epoch 1 not closed
+    ok(run(resumed, 3, "--ckpt_path=last"))
+
+    def batches(save_dir: Path) -> list[str]:  # global step and label sum of every training batch
+        return [" ".join(line.split()[:2]) for line in Path(f"{save_dir}.txt").read_text().splitlines()]
+
+    assert batches(resumed) == batches(straight)
+    assert len(list(resumed.glob("*/version_*"))) == 1
+    # last.ckpt holds the same training state, written at a different moment: a ModelCheckpoint(save_last=True) that
+    # saved nothing in its process writes last.ckpt again at the end of training (the resumed run's step checkpoint)
+    a, b = final_state(straight), final_state(resumed)
+    assert a["global_step"] == b["global_step"] == 3 * epoch_steps
+    assert_same(a["state_dict"], b["state_dict"], "state_dict")
+    assert_same(a["optimizer_states"], b["optimizer_states"], "optimizer_states")
+    loop_a, loop_b = a["loops"]["fit_loop"], b["loops"]["fit_loop"]
+    assert loop_a["epoch_progress"]["total"]["processed"] == loop_b["epoch_progress"]["total"]["processed"] == 3
+    assert loop_a["epoch_loop.state_dict"] == loop_b["epoch_loop.state_dict"]  # _batches_that_stepped
