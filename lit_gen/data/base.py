@@ -112,9 +112,21 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader(self.predict_split)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """uint8 ``(B, C, H, W)`` -> float in ``value_range``, on the device."""
+        """This DataModule's batches, ``(uint8 images (B, C, H, W), labels)``, -> ``(images in value_range, labels)``
+        on the device, in the dtype the Trainer's precision gives its inputs (bfloat16 under ``"bf16-true"``, float64
+        under ``"64-true"``, float32 under the mixed precisions and ``"32-true"``).
+
+        Anything else passes unchanged: Lightning sends other tensors through this hook too, e.g. the input sample of
+        ``LightningModule.to_onnx`` / ``to_torchscript(method="trace")`` when a trainer is attached.
+        """
+        if not is_uint8_batch(batch):
+            return batch
         images, labels = batch
-        return self.to_float(images), labels
+        images = self.to_float(images)
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:  # Lightning converted the batch before this hook, while it was still uint8
+            images = trainer.precision_plugin.convert_input(images)
+        return images, labels
 
     # -- helpers -----------------------------------------------------------------------------------------------------
     def to_float(self, images: Tensor) -> Tensor:
@@ -169,6 +181,16 @@ class ImageDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         return {"image_shape": self.image_shape, "value_range": self.value_range}
+
+
+def is_uint8_batch(batch: Any) -> bool:
+    """Whether ``batch`` is one the DataModules make: ``(uint8 images, labels)`` (a tuple or list of two)."""
+    return (
+        isinstance(batch, (tuple, list))
+        and len(batch) == 2
+        and isinstance(batch[0], Tensor)
+        and batch[0].dtype == torch.uint8
+    )
 
 
 class EpochSeededRandomSampler(Sampler[int]):
