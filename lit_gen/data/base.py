@@ -166,7 +166,8 @@ class ImageDataModule(L.LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
-            # the workers' base seed is drawn from this generator, not from (and so not advancing) torch's global RNG
+            # every iterator draws its workers' base seed from this generator: from torch's global RNG otherwise, so
+            # that a validation would move the training noise (and a resume that skips one would differ)
             generator=torch.Generator().manual_seed(self.seed),
             drop_last=drop_last and len(dataset) // self._world_size() > self.batch_size,
             num_workers=workers,
