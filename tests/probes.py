@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -90,3 +92,26 @@ class SaveMetrics(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self._save(trainer)
+
+
+class KillAfterStep(L.Callback):
+    """SIGKILLs its own process at the first hook after training step ``step`` and its checkpoints: the next batch's
+    start, the start of validation or the end of the epoch, whichever comes first. Lightning runs checkpoint
+    callbacks after the others, so a step checkpoint written at an epoch's last batch is on disk, and the epoch-end
+    checkpoint is not."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def _kill_if_past(self, trainer: L.Trainer) -> None:
+        if trainer.global_step >= self.step and not trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: object) -> None:
+        self._kill_if_past(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, *args: object) -> None:
+        self._kill_if_past(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, *args: object) -> None:
+        self._kill_if_past(trainer)

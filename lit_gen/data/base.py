@@ -4,6 +4,7 @@ turned into floats in ``value_range`` after the transfer to the device (4× less
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sized
 from typing import Any, Literal
 
 import lightning as L
@@ -11,9 +12,8 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from lightning.pytorch.accelerators import CUDAAccelerator
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, random_split
 from torchdata.stateful_dataloader import StatefulDataLoader
-from torchdata.stateful_dataloader.sampler import RandomSampler
 
 from lit_gen.data.batched import BatchedView, collate
 
@@ -112,9 +112,21 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader(self.predict_split)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """uint8 ``(B, C, H, W)`` -> float in ``value_range``, on the device."""
+        """This DataModule's batches, ``(uint8 images (B, C, H, W), labels)``, -> ``(images in value_range, labels)``
+        on the device, in the dtype the Trainer's precision gives its inputs (bfloat16 under ``"bf16-true"``, float64
+        under ``"64-true"``, float32 under the mixed precisions and ``"32-true"``).
+
+        Anything else passes unchanged: Lightning sends other tensors through this hook too, e.g. the input sample of
+        ``LightningModule.to_onnx`` / ``to_torchscript(method="trace")`` when a trainer is attached.
+        """
+        if not is_uint8_batch(batch):
+            return batch
         images, labels = batch
-        return self.to_float(images), labels
+        images = self.to_float(images)
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:  # Lightning converted the batch before this hook, while it was still uint8
+            images = trainer.precision_plugin.convert_input(images)
+        return images, labels
 
     # -- helpers -----------------------------------------------------------------------------------------------------
     def to_float(self, images: Tensor) -> Tensor:
@@ -154,7 +166,9 @@ class ImageDataModule(L.LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
-            generator=sampler.generator if sampler is not None else None,
+            # every iterator draws its workers' base seed from this generator: from torch's global RNG otherwise, so
+            # that a validation would move the training noise (and a resume that skips one would differ)
+            generator=torch.Generator().manual_seed(self.seed),
             drop_last=drop_last and len(dataset) // self._world_size() > self.batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,
@@ -170,16 +184,97 @@ class ImageDataModule(L.LightningDataModule):
         return {"image_shape": self.image_shape, "value_range": self.value_range}
 
 
-class EpochSeededRandomSampler(RandomSampler):
-    """torchdata's stateful ``RandomSampler`` whose order in epoch ``e`` is a function of ``(seed, e)`` alone.
+def is_uint8_batch(batch: Any) -> bool:
+    """Whether ``batch`` is one the DataModules make: ``(uint8 images, labels)`` (a tuple or list of two)."""
+    return (
+        isinstance(batch, (tuple, list))
+        and len(batch) == 2
+        and isinstance(batch[0], Tensor)
+        and batch[0].dtype == torch.uint8
+    )
 
-    Lightning calls ``set_epoch`` at the start of every epoch, so the order of later epochs does not depend on how
-    many iterators were created before (a resumed run creates more than an uninterrupted one).
+
+class EpochSeededRandomSampler(Sampler[int]):
+    """A random order per epoch that is a function of ``(seed, epoch)`` alone, and a state that knows its epoch.
+
+    ``order(e) = torch.randperm(len(data_source), generator=torch.Generator().manual_seed(seed + e))``. Lightning
+    calls ``set_epoch`` at the start of every epoch, but it may create the epoch's iterator before that call (it does
+    when a run resumes), so the iterator draws its order lazily, at its first index, from the epoch the sampler holds
+    then. Its ``state_dict`` (which ``StatefulDataLoader`` saves in every checkpoint) is ``{"epoch", "position"}``;
+    after ``load_state_dict`` the iterator continues at ``position`` only if the saved epoch is the one being
+    trained, so that the state of a finished epoch (a checkpoint written at an epoch's last batch or at its end)
+    does not replay or truncate the next one.
+
+    Args:
+        data_source: the dataset whose indices are shuffled.
+        seed: seed of epoch 0's order; epoch ``e`` uses ``seed + e``.
     """
 
-    def __init__(self, data_source: Dataset, seed: int = 0) -> None:
-        super().__init__(data_source, generator=torch.Generator().manual_seed(seed))  # type: ignore[arg-type]
+    def __init__(self, data_source: Sized, seed: int = 0) -> None:
+        self.data_source = data_source
         self.seed = seed
+        self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.generator.manual_seed(self.seed + epoch)
+        """Choose the epoch whose order the next iterator yields (called by Lightning before each epoch)."""
+        self.epoch = epoch
+
+    def order(self, epoch: int) -> list[int]:
+        """The indices of ``epoch``, in the order they are drawn."""
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        return torch.randperm(len(self.data_source), generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return _EpochSeededIterator(self)
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+
+class _EpochSeededIterator(Iterator[int]):
+    """One pass of :class:`EpochSeededRandomSampler`; stateful (torchdata's ``Stateful`` protocol)."""
+
+    def __init__(self, sampler: EpochSeededRandomSampler) -> None:
+        self.sampler = sampler
+        self.epoch: int | None = None  # bound at the first index drawn
+        self.indices: list[int] = []
+        self.position = 0
+        self._restored: dict[str, Any] | None = None
+
+    def __iter__(self) -> _EpochSeededIterator:
+        return self
+
+    def __next__(self) -> int:
+        if self.epoch is None:
+            self._start()
+        if self.position >= len(self.indices):
+            raise StopIteration
+        self.position += 1
+        return self.indices[self.position - 1]
+
+    def _start(self) -> None:
+        self.epoch = epoch = self.sampler.epoch
+        self.indices = self.sampler.order(epoch)
+        self.position = self._restored_position(epoch) if self._restored is not None else 0
+        self._restored = None
+
+    def _restored_position(self, epoch: int) -> int:
+        """Where the restored state continues this epoch: its position if it was saved in this epoch, else 0 (a state
+        saved in an earlier epoch belongs to a finished pass)."""
+        state = self._restored
+        assert state is not None
+        if "epoch" in state:
+            return int(state["position"]) if state["epoch"] == epoch else 0
+        # lit_gen 0.1.0 used torchdata's RandomSampler, whose state is its generator at the start of the epoch (seeded
+        # with seed + epoch) and the indices yielded
+        seeded = torch.Generator().manual_seed(self.sampler.seed + epoch).get_state()
+        return int(state["yielded"]) if torch.equal(seeded, state["generator"]) else 0
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.epoch is None:  # nothing drawn yet: the state restored, or the start of the sampler's epoch
+            return dict(self._restored) if self._restored is not None else {"epoch": self.sampler.epoch, "position": 0}
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keep ``state_dict``; it is applied at the first index drawn, once Lightning has called ``set_epoch``."""
+        self.epoch, self.indices, self.position, self._restored = None, [], 0, dict(state_dict)
