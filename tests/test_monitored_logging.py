@@ -58,12 +58,17 @@ def test_gan_step_checkpoints_with_n_critic_count_every_optimizer_step(tmp_path:
     assert sparse == pytest.approx(dense, rel=1e-6)
 
 
-def test_train_metric_read_after_a_mid_epoch_validation_is_the_fresh_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("make", "monitor", "steps"), [(tiny_vae, "train/loss", (10, 20)), (tiny_gan, "train/g_loss", (20, 40))]
+)
+def test_train_metric_read_after_a_mid_epoch_validation_is_the_fresh_one(
+    tmp_path: Path, make: Any, monitor: str, steps: tuple[int, int]
+) -> None:
     # ModelCheckpoint on a train key without every_n_train_steps saves after each validation: twice an epoch here
     kwargs: dict[str, Any] = dict(val_check_interval=0.5, limit_val_batches=1, num_sanity_val_steps=0)
-    sparse = _checkpoint_scores(tmp_path / "sparse", tiny_vae(), "train/loss", **kwargs)
-    dense = _checkpoint_scores(tmp_path / "dense", tiny_vae(), "train/loss", log_every_n_steps=1, **kwargs)
-    assert sorted(sparse) == ["epoch=0-step=10.ckpt", "epoch=0-step=20.ckpt"]
+    sparse = _checkpoint_scores(tmp_path / "sparse", make(), monitor, **kwargs)
+    dense = _checkpoint_scores(tmp_path / "dense", make(), monitor, log_every_n_steps=1, **kwargs)
+    assert sorted(sparse) == [f"epoch=0-step={s}.ckpt" for s in steps]
     assert sparse == pytest.approx(dense, rel=1e-6)
 
 
