@@ -258,7 +258,8 @@ def cell_lr_monitor(kind: Kind, tmp_path: Path) -> None:
     _assert_trained(kind, model, run, BATCHES)
     rows = _csv_rows(run)
     lrs = {k: float(v) for row in rows for k, v in row.items() if k.startswith("lr-") and v}
-    expected = {"lr-Adam": 2e-4, "lr-Adam-1": 2e-4} if kind is GAN else {"lr-Adam": 1e-3}
+    # the GAN's keys name the player each optimizer trains
+    expected = {"lr-Adam/generator": 2e-4, "lr-Adam-1/discriminator": 2e-4} if kind is GAN else {"lr-Adam": 1e-3}
     assert lrs == pytest.approx(expected)
 
 
@@ -487,12 +488,15 @@ def _xfail(branch: str, what: str) -> pytest.MarkDecorator:
 
 
 _RESUME = _xfail("wt-resume", "reduced precision, export and epoch-end resume after fit")
-_PRECISION = _xfail("wt-precision", "16-mixed with R1/GP, weight averaging of counters and bool buffers")
+_PRECISION = _xfail(
+    "wt-precision", "16-mixed with R1/GP, weight averaging of counters and bool buffers, the players' lr names"
+)
 _RELOAD = _xfail("wt-reload", "lr_find: an `lr` hyperparameter for the VAE family, a clear error for the GAN")
 _ERRORS = _xfail("wt-errors", "Trainer options refused under manual optimization name GANModule's own")
 XFAIL: dict[tuple[str, str], pytest.MarkDecorator] = {
     **{(k, c): _RESUME for k in KINDS for c in ("bf16_true", "64_true", "to_torchscript", "to_onnx")},
     **{(k, "resume_epoch_end"): _RESUME for k in KINDS},
+    ("gan", "lr_monitor"): _PRECISION,  # lr-Adam and lr-Adam-1 before: which player is which?
     ("gan", "16_mixed_r1"): _PRECISION,
     ("gan", "16_mixed_gp"): _PRECISION,
     ("gan", "ema_weight_averaging"): _PRECISION,
