@@ -45,8 +45,10 @@ def monitor_reads_this_step(trainer: Any, pending_optimizer_steps: int) -> bool:
             return True
         interval = getattr(cb, "_train_time_interval", None)
         last = getattr(cb, "_last_time_checked", None)
-        due = interval is not None and last is not None and pending_optimizer_steps > 0
-        if due and time.monotonic() - last >= (1 - TIME_MARGIN) * interval.total_seconds():
+        # Lightning 2.6 checks the interval under automatic optimization only (its manual branch never resets the
+        # clock, so logging there would mean every step once the interval has passed)
+        timed = interval is not None and last is not None and trainer.lightning_module.automatic_optimization
+        if timed and time.monotonic() - last >= (1 - TIME_MARGIN) * interval.total_seconds():
             return True
     return _validates_after_this_batch(trainer)
 
