@@ -2,8 +2,8 @@
 
 One cell per (module, flag or callback): each fits tiny nets on the embedded digits for a few batches and asserts
 what a user expects of that combination (files written, counters, logged keys, dtypes, equal weights). A cell that
-fails because of a bug another branch fixes is marked ``xfail(strict=True)`` naming that branch: once the fix is
-merged the cell passes, strict turns that into a failure, and the mark must go.
+fails because of a known bug is marked in ``XFAIL`` with ``xfail(strict=True)`` naming it, so that the fix turns it
+into a failure and the mark goes.
 """
 
 from __future__ import annotations
@@ -483,35 +483,7 @@ ONLY = {  # cells that exist for some kinds only
 }
 
 
-def _xfail(branch: str, what: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(reason=f"issue 15 ({what}): fixed in branch {branch}", strict=True)
-
-
-_RESUME = _xfail("wt-resume", "reduced precision, export and epoch-end resume after fit")
-_PRECISION = _xfail(
-    "wt-precision", "16-mixed with R1/GP, weight averaging of counters and bool buffers, the players' lr names"
-)
-_RELOAD = _xfail("wt-reload", "lr_find: an `lr` hyperparameter for the VAE family, a clear error for the GAN")
-_ERRORS = _xfail("wt-errors", "Trainer options refused under manual optimization name GANModule's own")
-XFAIL: dict[tuple[str, str], pytest.MarkDecorator] = {
-    **{(k, c): _RESUME for k in KINDS for c in ("bf16_true", "64_true", "to_torchscript", "to_onnx")},
-    **{(k, "resume_epoch_end"): _RESUME for k in KINDS},
-    ("gan", "lr_monitor"): _PRECISION,  # lr-Adam and lr-Adam-1 before: which player is which?
-    ("gan", "16_mixed_r1"): _PRECISION,
-    ("gan", "16_mixed_gp"): _PRECISION,
-    ("gan", "ema_weight_averaging"): _PRECISION,
-    ("gan", "weight_averaging"): _PRECISION,
-    ("vqvae", "weight_averaging"): _PRECISION,
-    **{(k, c): _RELOAD for k in KINDS for c in ("lr_find", "lr_finder_callback")},
-    **{("gan", c): _ERRORS for c in ("gradient_clip", "accumulate_grad_batches", "swa")},
-    # not owned by a branch yet: VAEModule.forward draws eps with torch.randn(generator=None), which the ONNX
-    # exporter cannot translate (aten.randn.generator); torch.randn_like(mu) when rng is None would export
-    ("vae", "to_onnx"): pytest.mark.xfail(
-        reason="issue 15 (found by this matrix, no branch yet): reparameterize's torch.randn(generator=None) does "
-        "not export to ONNX",
-        strict=True,
-    ),
-}
+XFAIL: dict[tuple[str, str], pytest.MarkDecorator] = {}
 
 
 def _params() -> list[Any]:

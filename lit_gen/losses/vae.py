@@ -29,7 +29,10 @@ def params_per_pixel(likelihood: str) -> int:
 
 def reparameterize(mu: Tensor, logvar: Tensor, rng: torch.Generator | None = None) -> Tensor:
     """``z = mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)``: differentiable in ``mu`` and ``logvar``."""
-    eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=rng)
+    # randn_like draws the same numbers from the global generator and, unlike randn(generator=None), exports to ONNX
+    eps = (
+        torch.randn_like(mu) if rng is None else torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=rng)
+    )
     return mu + torch.exp(0.5 * logvar) * eps
 
 

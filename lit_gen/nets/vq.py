@@ -135,13 +135,15 @@ class VectorQuantizer(RecordsInitArgs, nn.Module):
                 "encoder's code_dim equal to the quantizer's"
             )
         flat = z_e.movedim(1, -1).reshape(-1, self.code_dim)
-        if self.training and not bool(self.initialized):
+        # an exported graph (to_onnx / torch.export, even of a module left in training mode) only looks codes up
+        updating = self.training and not torch.compiler.is_exporting()
+        if updating and not bool(self.initialized):
             self._initialize(flat.detach())
         codes_flat = self.nearest(flat.detach())
         codes = codes_flat.view(z_e.shape[0], *z_e.shape[2:])
         codewords = self.codebook[codes].movedim(-1, 1)
         counts = torch.bincount(codes_flat, minlength=self.num_codes)
-        if self.training:
+        if updating:
             with torch.no_grad():
                 counts = _all_reduce_sum(counts)
                 if self.ema:
