@@ -141,11 +141,6 @@ def test_resume_from_a_step_checkpoint_at_an_epochs_last_batch(name: str, tmp_pa
     assert_same_training(expected, got)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Lightning resumes a step checkpoint written at an epoch's last batch past that "
-    "epoch's end: no validation, no on_train_epoch_end, so GANModule's epoch schedulers miss a step",
-)
 def test_resume_at_an_epochs_last_batch_runs_that_epochs_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     halve = partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
     monkeypatch.setitem(MODULES, "gan", (partial(tiny_gan, generator_scheduler=halve), (-1.0, 1.0), 2))
@@ -153,7 +148,7 @@ def test_resume_at_an_epochs_last_batch_runs_that_epochs_end(tmp_path: Path, mon
     with pytest.raises(Crash):
         fit("gan", tmp_path / "resumed", 2, Interrupt(2 * BATCHES), steps=2 * BATCHES)
     got = fit("gan", tmp_path / "resumed", 2, ckpt_path=tmp_path / "resumed" / "last.ckpt", steps=2 * BATCHES)
-    assert got["lr_schedulers"] == expected["lr_schedulers"]  # last_epoch 1 against 2 today
+    assert got["lr_schedulers"] == expected["lr_schedulers"]  # last_epoch 1 against 2 before
     assert_same_training(expected, got)
 
 

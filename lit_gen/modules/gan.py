@@ -37,7 +37,7 @@ from lit_gen.modules.guards import NonFinitePolicy, check_policy, loss_is_finite
 from lit_gen.modules.learning_rate import refuse_lr_finder
 from lit_gen.modules.output_range import warn_on_range_mismatch
 from lit_gen.modules.players import player_configs
-from lit_gen.modules.resume import ResumableRNG
+from lit_gen.modules.resume import ResumableRNG, resumed_past_an_epoch_end
 from lit_gen.modules.speed import speed_up
 from lit_gen.modules.trainer_checks import check_manual_optimization_trainer
 from lit_gen.nets.augment import diff_augment, parse_policy
@@ -274,6 +274,8 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
     def on_train_start(self) -> None:
         super().on_train_start()
         self._step = int(self.generator_steps)
+        if self.scheduler_interval == "epoch" and resumed_past_an_epoch_end(self.trainer):
+            self._step_schedulers()  # the step of the epoch end Lightning skipped (resumed at its last batch)
         value_range = data_value_range(self)
         if self.augment_policy and value_range is None:
             warnings.warn(

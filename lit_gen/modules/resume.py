@@ -76,3 +76,15 @@ def _numpy_state_to_tensors(state: tuple) -> tuple:
 def _numpy_state_from_tensors(state: tuple) -> tuple:
     name, keys, pos, has_gauss, cached = state
     return name, keys.numpy().astype(np.uint32), pos, has_gauss, cached
+
+
+def resumed_past_an_epoch_end(trainer: Any) -> bool:
+    """Whether this fit resumed from a checkpoint written in ``on_train_batch_end`` of an epoch's last batch.
+
+    Lightning then counts that epoch as finished without running its end (validation, ``on_train_epoch_end``), so
+    epoch-end work a module does itself (e.g. stepping its schedulers under manual optimization) has to be done at
+    the start of the resumed run to continue as the uninterrupted run did. Reads the fit loop's restart stage (set
+    before ``on_train_start``).
+    """
+    epoch_loop = trainer.fit_loop.epoch_loop
+    return bool(epoch_loop.restarted_on_train_batch_end and epoch_loop.batch_progress.is_last_batch)
