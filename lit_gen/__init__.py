@@ -28,6 +28,7 @@ _EXPORTS = {
     "Reconstructions": "lit_gen.callbacks",
     "Interpolations": "lit_gen.callbacks",
     "LitGenCLI": "lit_gen.cli",
+    "auto_precision": "lit_gen.speed_choice",
     "DCGANGenerator": "lit_gen.nets",
     "DCGANDiscriminator": "lit_gen.nets",
     "MLPGenerator": "lit_gen.nets",

@@ -15,6 +15,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 
 from lit_gen.callbacks.checkpoint import AtomicCheckpointIO
 from lit_gen.callbacks.image_log import ImageLogCallback, run_dir
@@ -22,6 +23,7 @@ from lit_gen.callbacks.images import ImageWriter
 from lit_gen.callbacks.wandb_run import record_config, start_wandb_runs
 from lit_gen.modules.checked_loading import check_checkpoint
 from lit_gen.modules.trainer_checks import ManualOptimizationConfigError, check_manual_optimization_trainer
+from lit_gen.speed_choice import auto_channels_last, choose_precision, device_type
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -91,6 +93,21 @@ class LitGenCLI(LightningCLI):
                 check_checkpoint(ckpt_path, config_model_class(config))
         except (FileNotFoundError, ValueError) as err:
             parser.error(str(err))
+
+    def before_instantiate_classes(self) -> None:
+        """``lit-gen fit`` without a precision (none of the shipped configs sets one) trains in the precision that
+        :func:`~lit_gen.speed_choice.choose_precision` picks for the machine, and says which and why."""
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        self._auto_precision, line = automatic_speed(config, self.subcommand)
+        if line:
+            say(line)
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        """LightningCLI's, with the automatic precision when the config gives none. The saved ``config.yaml`` keeps
+        ``precision: null``, so a rerun on another machine chooses for that machine."""
+        if getattr(self, "_auto_precision", None) is not None:
+            kwargs.setdefault("precision", self._auto_precision)
+        return super().instantiate_trainer(**kwargs)
 
     def instantiate_classes(self) -> None:
         """LightningCLI's, with an invalid argument that a class's ``__init__`` refuses (``ValueError``) reported as
@@ -170,6 +187,46 @@ class LitGenCLI(LightningCLI):
             if isinstance(cb, ImageLogCallback) and cb.last_path is not None:
                 lines.append(f"  {cb.name:<11} {cb.last_path}")
         print("\n".join(lines), flush=True)
+
+
+def automatic_speed(config: Namespace, subcommand: str | None) -> tuple[str | None, str]:
+    """The precision to give the Trainer (None: the config's own) and the line that says what was chosen and why.
+
+    Only ``fit`` chooses: ``validate``/``test``/``predict`` keep the Trainer's default 32-true unless told, so the
+    metrics they report do not depend on the machine. A precision in the config or on the command line always
+    wins; the module's ``channels_last=None`` follows the precision and the device (forced by True/False).
+    """
+    trainer = config.get("trainer") or Namespace()
+    accelerator = trainer.get("accelerator", "auto")
+    if subcommand != "fit" or not isinstance(accelerator, (str, type(None))):  # an Accelerator object: no guess
+        return None, ""
+    model = config.get("model")
+    init = model.get("init_args") if isinstance(model, Namespace) else None
+    layout = init.get("channels_last", False) if isinstance(init, Namespace) else False  # False: no such option
+    precision = trainer.get("precision")
+    if precision is not None and layout is not None:
+        return None, ""  # the user chose both (or the module has no channels_last)
+    kind = device_type(accelerator)
+    choice = choose_precision(kind)
+    why = choice.reason.rpartition(": ")[0]  # "AMD EPYC has avx512_bf16"
+    if precision is None:
+        force = "--trainer.precision=" + ("32-true" if choice.precision != "32-true" else "bf16-mixed")
+        text = f"precision {choice.precision}"
+        if layout is None:
+            text += ", channels-last" if choice.channels_last else ", no channels-last"
+            force += f" / --model.channels_last={str(not choice.channels_last).lower()}"
+        return choice.precision, f"lit-gen: {text} ({why}; force with {force})"
+    on = auto_channels_last(precision, kind)
+    return None, (
+        f"lit-gen: {'channels-last' if on else 'no channels-last'} for the given precision {precision} on {kind} "
+        f"({why}; force with --model.channels_last={str(not on).lower()})"
+    )
+
+
+@rank_zero_only
+def say(line: str) -> None:
+    """Print ``line`` on the process of global rank 0 only."""
+    print(line, flush=True)
 
 
 def resolve_last_checkpoint(config: Namespace, reuse_version: bool = True) -> Path:

@@ -38,7 +38,7 @@ from lit_gen.modules.learning_rate import refuse_lr_finder
 from lit_gen.modules.output_range import warn_on_range_mismatch
 from lit_gen.modules.players import player_configs
 from lit_gen.modules.resume import ResumableRNG, resumed_past_an_epoch_end
-from lit_gen.modules.speed import speed_up
+from lit_gen.modules.speed import speed_up, use_channels_last
 from lit_gen.modules.trainer_checks import check_manual_optimization_trainer
 from lit_gen.nets.augment import diff_augment, parse_policy
 from lit_gen.nets.conditioning import pack as pack_samples
@@ -95,8 +95,9 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup: denormal floats slow CPU training up to 3×.
         compile: ``torch.compile`` the networks (``nn.Module.compile``: checkpoints keep their keys); for long
             GPU runs, the first steps pay tens of seconds of compilation.
-        channels_last: store the networks' conv weights channels-last (faster convolutions on a GPU under
-            mixed precision).
+        channels_last: store the networks' conv weights channels-last (faster convolutions under mixed precision).
+            None (automatic) = on when the Trainer computes in bf16/fp16 on a CUDA GPU or in bf16 on a CPU with
+            native bf16 (AMX / AVX-512 BF16), decided at setup; True/False force it.
         accumulate_grad_batches: make one GAN iteration (``n_critic`` D steps, one G step) out of this many batches,
             equal to one iteration on a batch that many times larger for nets without batch norm (Lightning's own
             option refuses manual optimization). Gradients are all-reduced once per step under DDP; a group may span
@@ -143,7 +144,7 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         discriminator_clip_norm: float | None = None,
         flush_denormal: bool = True,
         compile: bool = False,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
         nonfinite: NonFinitePolicy = "stop",
         evaluation: SampleEvaluation | None = None,
         evaluate_every_n_epochs: int = 0,
@@ -252,7 +253,8 @@ class GANModule(EvaluatesSamples, ManualGradSync, ResumableRNG):
         refuse_lr_finder(self, stage)
         if self.flush_denormal:
             torch.set_flush_denormal(True)
-        speed_up([self.generator, self.discriminator], self.hparams.compile, self.hparams.channels_last)
+        channels_last = use_channels_last(self.hparams.channels_last, self.trainer)
+        speed_up([self.generator, self.discriminator], self.hparams.compile, channels_last)
 
     def configure_callbacks(self) -> list[Any]:
         """No callbacks; refuses Trainer options that manual optimization cannot use, naming this module's own

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+from lit_gen.speed_choice import auto_channels_last
 
 
 def speed_up(nets: list[nn.Module], compile: bool, channels_last: bool) -> None:
@@ -20,3 +24,15 @@ def speed_up(nets: list[nn.Module], compile: bool, channels_last: bool) -> None:
         if compile and not getattr(net, "_lit_gen_compiled", False):
             net.compile()
             net._lit_gen_compiled = True
+
+
+def use_channels_last(requested: bool | None, trainer: Any) -> bool:
+    """A module's ``channels_last`` setting for this run: True/False as given; None (automatic) = on when the
+    trainer computes in bf16/fp16 on a CUDA GPU or in bf16 on a CPU with native bf16 (AMX / AVX-512 BF16), where
+    the convolutions run faster channels-last (:func:`lit_gen.speed_choice.auto_channels_last`); off without a
+    trainer."""
+    if requested is not None:
+        return bool(requested)
+    if trainer is None:
+        return False
+    return auto_channels_last(trainer.precision, trainer.strategy.root_device)

@@ -43,7 +43,7 @@ from lit_gen.modules.common import (
 from lit_gen.modules.evaluation import EvaluatesSamples
 from lit_gen.modules.guards import NonFinitePolicy, loss_is_finite
 from lit_gen.modules.latent import LatentTools
-from lit_gen.modules.speed import speed_up
+from lit_gen.modules.speed import speed_up, use_channels_last
 from lit_gen.modules.vae_checks import (
     check_decoder_output,
     check_objective,
@@ -112,8 +112,9 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup (denormals slow CPU training).
         compile: ``torch.compile`` the networks (``nn.Module.compile``: checkpoints keep their keys); for long
             GPU runs, the first steps pay tens of seconds of compilation.
-        channels_last: store the networks' conv weights channels-last (faster convolutions on a GPU under
-            mixed precision).
+        channels_last: store the networks' conv weights channels-last (faster convolutions under mixed precision).
+            None (automatic) = on when the Trainer computes in bf16/fp16 on a CUDA GPU or in bf16 on a CPU with
+            native bf16 (AMX / AVX-512 BF16), decided at setup; True/False force it.
         nonfinite: a NaN/inf loss ``"stop"``s training with an error naming the step, or the batch is ``"skip"``ped.
         importance_samples: k of the importance-weighted estimate of log p(x) logged at test time as ``test/nll``
             and ``test/bpd`` (Burda et al. 2015, arXiv 1509.00519; 5000 in the literature); 0 = off.
@@ -150,7 +151,7 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         flush_denormal: bool = True,
         compile: bool = False,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
         nonfinite: NonFinitePolicy = "stop",
         importance_samples: int = 64,
         predict_outputs: Sequence[PredictOutput] = ("inputs", "reconstructions", "samples"),
@@ -328,7 +329,8 @@ class VAEModule(LatentTools, EvaluatesSamples, AutoencoderModule):
     # -- Lightning hooks ---------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        speed_up([self.encoder, self.decoder], self.hparams.compile, self.hparams.channels_last)
+        channels_last = use_channels_last(self.hparams.channels_last, self.trainer)
+        speed_up([self.encoder, self.decoder], self.hparams.compile, channels_last)
 
     def on_train_start(self) -> None:
         super().on_train_start()
