@@ -278,3 +278,17 @@ def test_the_demo_follows_this_machine(tmp_path, capsys) -> None:
     assert cli.trainer.precision == choice.precision
     assert weights_channels_last(cli.model.generator) is choice.channels_last
     assert lit_gen_lines(capsys.readouterr().out)[0].startswith(f"lit-gen: precision {choice.precision}")
+
+
+@pytest.mark.parametrize(("found", "weights_cl"), [(AMX, True), (NONE, False)])
+def test_vqvae_follows_the_choice(found, weights_cl, flags, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    flags(found)
+    cli = fit(tmp_path, "configs/vae/vqvae_digits.yaml")
+    model = cli.model
+    assert cli.trainer.precision == ("bf16-mixed" if weights_cl else "32-true") and model.hparams.channels_last is None
+    assert weights_channels_last(model.encoder) is weights_cl and weights_channels_last(model.decoder) is weights_cl
+    assert_finite_losses(cli, "train/loss")
+    x = torch.rand(4, 1, 8, 8)
+    model.eval()
+    assert torch.equal(model.decompress(model.compress(x, method="fixed")), model.decode_codes(model.codes(x)))

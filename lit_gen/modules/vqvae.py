@@ -34,6 +34,7 @@ from lit_gen.metrics.likelihood import LikelihoodMetrics
 from lit_gen.modules.autoencoder import AutoencoderModule
 from lit_gen.modules.common import eval_mode, images_of, logs_this_step, save_init_hyperparameters, shape_text
 from lit_gen.modules.guards import NonFinitePolicy, loss_is_finite
+from lit_gen.modules.speed import speed_up, use_channels_last
 from lit_gen.nets.vq import Quantized, VectorQuantizer
 from lit_gen.nets.vq_conv import VQDecoder, VQEncoder
 
@@ -71,6 +72,9 @@ class VQVAEModule(AutoencoderModule):
             learning-rate finder (``Tuner(trainer).lr_find``, the ``LearningRateFinder`` callback) sets it.
         lr_scheduler: ``optimizer -> LRScheduler`` stepped every epoch; None = constant.
         flush_denormal: ``torch.set_flush_denormal(True)`` at setup (denormals slow CPU training).
+        channels_last: store the encoder's and decoder's conv weights channels-last (faster convolutions under mixed
+            precision). None (automatic) = on when the Trainer computes in bf16/fp16 on a CUDA GPU or in bf16 on a CPU
+            with native bf16 (AMX / AVX-512 BF16), decided at setup; True/False force it.
         nonfinite: a NaN/inf loss ``"stop"``s training with an error naming the step, or the batch is ``"skip"``ped.
         recount_codes: count the codes of the training split (eval mode) at the start of every validation (and of a
             test when none were counted yet): the frequencies of the entropy coder, stored in checkpoints (at each
@@ -90,6 +94,7 @@ class VQVAEModule(AutoencoderModule):
         lr: float | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         flush_denormal: bool = True,
+        channels_last: bool | None = None,
         nonfinite: NonFinitePolicy = "stop",
         recount_codes: bool = True,
     ) -> None:
@@ -136,6 +141,11 @@ class VQVAEModule(AutoencoderModule):
     def num_codes(self) -> int:
         """The codebook size ``K``."""
         return self.quantizer.num_codes
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        channels_last = use_channels_last(self.hparams.channels_last, self.trainer)
+        speed_up([self.encoder, self.decoder], False, channels_last)
 
     # -- the model ---------------------------------------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
