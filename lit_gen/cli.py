@@ -101,6 +101,8 @@ class LitGenCLI(LightningCLI):
         self._auto_precision, line = automatic_speed(config, self.subcommand)
         if line:
             say(line)
+        if self._auto_precision is not None:  # the summary then counts 32-bit sizes: right for the stored weights
+            warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """LightningCLI's, with the automatic precision when the config gives none. The saved ``config.yaml`` keeps

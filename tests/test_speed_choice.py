@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -292,3 +293,14 @@ def test_vqvae_follows_the_choice(found, weights_cl, flags, tmp_path, monkeypatc
     x = torch.rand(4, 1, 8, 8)
     model.eval()
     assert torch.equal(model.decompress(model.compress(x, method="fixed")), model.decode_codes(model.codes(x)))
+
+
+def test_no_model_summary_warning_for_the_automatic_precision(flags, tmp_path, monkeypatch) -> None:
+    """Lightning warns that the summary cannot size bf16-mixed weights; the stored weights are fp32, so it is right."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    flags(AMX)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = fit(tmp_path, "configs/vae/digits.yaml", "--trainer.enable_model_summary=true")
+    assert cli.trainer.precision == "bf16-mixed"
+    assert not [w for w in caught if "model summary" in str(w.message)]
