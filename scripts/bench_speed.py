@@ -22,7 +22,7 @@ are, in each ``--precision-variants`` at each ``--precision-batch-sizes``: image
 one training iteration counted with ``torch.utils.flop_counter``, as fractions of the fp32 and bf16 matmul limits
 measured in the same process; the CPU's model and matrix flags head every table):
 
-    python scripts/bench_speed.py --sections precision --limit 40 --rounds 3 --threads 2 \
+    python scripts/bench_speed.py --sections precision --precision-images 1280 --rounds 3 --threads 2 \
         --out results/speed-precision/<date>-<cpu>    # fp32 against bf16-mixed + channels-last, batch 32 and 128
     python scripts/bench_speed.py --sections precision --models gan --precision-batch-sizes 32 \
         --precision-variants bf16-mixed+cl bf16-mixed+cl+compile    # does torch.compile pay?
@@ -910,8 +910,8 @@ def matmul_limit(
 def measure_limits(args: argparse.Namespace) -> dict[str, float]:
     """The matmul limits (GFLOP/s) at ``--matmul-size``: fp32 and bf16, and fp16 on a GPU."""
     names = ("fp32", "bf16", "fp16") if args.device == "cuda" else ("fp32", "bf16")
-    repeats = 20 if args.device == "cuda" else 3
-    return {n: matmul_limit(LIMIT_DTYPES[n], args.matmul_size, args.device, repeats) for n in names}
+    repeats = 20 if args.device == "cuda" else 3  # best of 5 trials: on a shared CPU the quiet moments give the limit
+    return {n: matmul_limit(LIMIT_DTYPES[n], args.matmul_size, args.device, repeats, trials=5) for n in names}
 
 
 def count_flops(fn: Callable[[], Any]) -> int:
@@ -985,6 +985,8 @@ def section_precision(ctx: Context) -> dict[str, Any]:
             cli = build(config, *variant_overrides(spec, args), f"--data.batch_size={bs}", *common)
             if args.limit is not None:
                 cli.trainer.limit_train_batches = args.limit
+            if args.precision_images is not None:  # the same images per round at every batch size
+                cli.trainer.limit_train_batches = max(1, args.precision_images // bs)
             clock = RoundClock(device)
             cli.trainer.callbacks.insert(0, clock)
             runs[spec] = (cli, clock)
@@ -1024,10 +1026,11 @@ def precision_table(results: dict[str, Any], args: argparse.Namespace) -> list[s
                                             f"{results[k]['precision']['limits_after'][n]:.0f}" for n in names)
         for k in models
     )  # fmt: skip
+    per_round = f"{args.precision_images} images" if args.precision_images else f"{args.limit or 'all'} batches"
     out = [f"Trainer.fit of the shipped configs (bare Trainer, no validation) on {results['hardware']}; "
            f"{args.threads} torch thread(s). Matmul limits, {first['matmul_size']}² products, GFLOP/s before → after "
            f"the timings in the same process: {limits}; fractions use the larger. images/s: median (min–max) over "
-           f"{args.rounds} rounds of {args.limit or 'all'} batches after a warm-up round, variants alternating ABBA; "
+           f"{args.rounds} rounds of {per_round} after a warm-up round, variants alternating ABBA; "
            "GFLOP/s = FLOPs of one iteration (torch.utils.flop_counter, at 32-true) × iterations/s. Seed 0.\n",
            "| model | batch | precision | images/s | speed-up | GFLOP/iteration | GFLOP/s (min–max) | "
            + " | ".join(f"% of {n} limit" for n in names) + " | warm-up round s |",
@@ -1189,6 +1192,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="precision section: PRECISION[+cl][+compile] each (default on CPU: 32-true bf16-mixed+cl; "
                         "on a GPU: 32-true 16-mixed+cl+compile bf16-mixed+cl+compile)")  # fmt: skip
     parser.add_argument("--precision-batch-sizes", nargs="+", type=int, default=[32, 128])
+    parser.add_argument("--precision-images", type=int, default=None,
+                        help="precision section: images per round at any batch size (not --limit batches)")  # fmt: skip
     parser.add_argument("--matmul-size", type=int, default=None, help="the limit's matmul side (CPU 2048, GPU 8192)")
     args = parser.parse_args(argv)
     if args.precision_variants is None:
