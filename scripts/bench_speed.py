@@ -16,8 +16,16 @@ Sections (``--sections``): ``check`` (the same losses after the same steps from 
 ``train`` (images/s, alternating A/B rounds in one process, after a warm-up round of each), ``eval``
 (``trainer.validate`` / ``trainer.test`` against plain loops computing the same numbers), ``size`` and ``batch`` (time
 per epoch against dataset size, images/s against batch size), ``threads`` (the plain loop at 1 and N torch threads),
-``ddp`` (``python -m lit_gen fit`` with 1 and 2 CPU processes, gloo) and ``profile`` (what each piece of Lightning
-and lit_gen costs per training step in the shipped run, timed in place).
+``ddp`` (``python -m lit_gen fit`` with 1 and 2 CPU processes, gloo), ``profile`` (what each piece of Lightning
+and lit_gen costs per training step in the shipped run, timed in place) and ``precision`` (the shipped configs as they
+are, in each ``--precision-variants`` at each ``--precision-batch-sizes``: images/s and achieved GFLOP/s, the FLOPs of
+one training iteration counted with ``torch.utils.flop_counter``, as fractions of the fp32 and bf16 matmul limits
+measured in the same process; the CPU's model and matrix flags head every table):
+
+    python scripts/bench_speed.py --sections precision --precision-images 1280 --rounds 3 --threads 2 \
+        --out results/speed-precision/<date>-<cpu>    # fp32 against bf16-mixed + channels-last, batch 32 and 128
+    python scripts/bench_speed.py --sections precision --models gan --precision-batch-sizes 32 \
+        --precision-variants bf16-mixed+cl bf16-mixed+cl+compile    # does torch.compile pay?
 
 A is run two ways: as shipped (``lit-gen fit``'s CSV logger, checkpoints, sample grid, progress bar, config file) and
 as a bare ``Trainer`` (no logger, callbacks or progress bar). A's timed epochs are epochs 1..R of one ``fit``; B's
@@ -35,7 +43,9 @@ import copy
 import inspect
 import json
 import logging
+import math
 import os
+import platform
 import re
 import resource
 import shlex
@@ -67,7 +77,7 @@ CONFIGS = {"gan": "configs/gan/mnist.yaml", "vae": "configs/vae/mnist.yaml"}
 # The plain GAN loop implements the non-saturating and minimax losses without an EMA generator; the shipped GAN
 # config's hinge loss and EMA are swapped for them (its spectral-norm discriminator is the same net in both).
 PLAIN_COMPARABLE = {"gan": ["--model.loss=non_saturating", "--model.ema_decay=null"], "vae": []}
-SECTIONS = ("check", "train", "eval", "size", "batch", "threads", "ddp", "profile")
+SECTIONS = ("check", "train", "eval", "size", "batch", "threads", "ddp", "profile", "precision")
 
 
 # -- building A and its twin B ---------------------------------------------------------------------------------------
@@ -845,6 +855,201 @@ def section_profile(ctx: Context) -> dict[str, Any]:
 
 
 # -- tables ----------------------------------------------------------------------------------------------------------
+# -- precision: images/s and achieved GFLOP/s against the machine's own matmul limit ---------------------------------
+MATRIX_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16")
+LIMIT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_info(path: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    """The CPU's model name and which of the flags that decide its matrix speed it has (``/proc/cpuinfo``)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    with suppress(OSError):
+        for line in path.read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name":
+                model = value
+            elif key == "flags":
+                flags = set(value.split())
+                break  # the first core's flags; model name comes before them
+    return {"model": model, "cores": os.cpu_count(), "flags": [f for f in MATRIX_FLAGS if f in flags],
+            "lacks": [f for f in MATRIX_FLAGS if f not in flags]}  # fmt: skip
+
+
+def hardware(device: str = "cpu", cpu: dict[str, Any] | None = None) -> str:
+    """One line naming where the figures come from: the CPU and its matrix flags (and the GPU on ``cuda``)."""
+    cpu = cpu or cpu_info()
+    line = (f"{cpu['model']}, {cpu['cores']} cores, flags: {' '.join(cpu['flags']) or 'none'} "
+            f"(no {' '.join(cpu['lacks']) or '-'})")  # fmt: skip
+    if device == "cuda":
+        major, minor = torch.cuda.get_device_capability()
+        line = f"{torch.cuda.get_device_name()} (compute capability {major}.{minor}), host CPU {line}"
+    return line
+
+
+def matmul_limit(
+    dtype: torch.dtype, size: int = 2048, device: str = "cpu", repeats: int = 3, trials: int = 3,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:  # fmt: skip
+    """GFLOP/s of ``size``² matrix products in ``dtype`` at the current torch thread count: the best of ``trials``
+    timings of ``repeats`` products each (2·size³ FLOPs per product), after one untimed product."""
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=gen).to(dev, dtype) for _ in range(2))
+    out = torch.mm(a, b)
+    best = math.inf
+    for _ in range(trials):
+        sync(dev)
+        start = clock()
+        for _ in range(repeats):
+            torch.mm(a, b, out=out)
+        sync(dev)
+        best = min(best, clock() - start)
+    return 2 * size**3 * repeats / best / 1e9
+
+
+def measure_limits(args: argparse.Namespace) -> dict[str, float]:
+    """The matmul limits (GFLOP/s) at ``--matmul-size``: fp32 and bf16, and fp16 on a GPU."""
+    names = ("fp32", "bf16", "fp16") if args.device == "cuda" else ("fp32", "bf16")
+    repeats = 20 if args.device == "cuda" else 3  # best of 5 trials: on a shared CPU the quiet moments give the limit
+    return {n: matmul_limit(LIMIT_DTYPES[n], args.matmul_size, args.device, repeats, trials=5) for n in names}
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of the matrix products and convolutions, forward and backward, that ``fn()`` runs (counted by
+    ``torch.utils.flop_counter.FlopCounterMode``: element-wise work, optimizer steps included, counts nothing)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def iteration_flops(trainer: L.Trainer, model: L.LightningModule, **fit_kwargs: Any) -> int:
+    """FLOPs of one training iteration as the module runs it (GAN: its discriminator step(s) and generator step;
+    VAE: forward and backward), counted while ``trainer.fit`` runs one training batch and no validation."""
+    trainer.limit_train_batches, trainer.limit_val_batches = 1, 0
+    trainer.fit_loop.max_epochs = 1
+    return count_flops(lambda: trainer.fit(model, **fit_kwargs))
+
+
+def variant_overrides(spec: str, args: argparse.Namespace) -> list[str]:
+    """Config overrides of a precision variant ``PRECISION[+cl][+compile]``, e.g. ``bf16-mixed+cl``: channels-last
+    and compile are set either way, so a default chosen by the machine does not change the baseline."""
+    precision, *options = spec.split("+")
+    accelerator = "gpu" if args.device == "cuda" else "cpu"
+    return [f"--trainer.accelerator={accelerator}", "--trainer.devices=1", f"--trainer.precision={precision}",
+            f"--model.channels_last={'cl' in options}", f"--model.compile={'compile' in options}"]  # fmt: skip
+
+
+def variant(spec: str) -> str:
+    precision, *options = spec.split("+")
+    if precision not in ("32-true", "16-mixed", "bf16-mixed") or not set(options) <= {"cl", "compile"}:
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected PRECISION[+cl][+compile], e.g. bf16-mixed+cl+compile")
+    return spec
+
+
+class RoundClock(L.Callback):
+    """Seconds and images of each training epoch (a round: its batches, no validation) of repeated ``fit`` calls."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.rounds = device, []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        sync(self.device)
+        self.images, self.start = 0, time.perf_counter()
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, *args: Any) -> None:
+        self.images += (batch[0] if isinstance(batch, (tuple, list)) else batch).shape[0]
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        sync(self.device)
+        self.rounds.append({"train_s": time.perf_counter() - self.start, "images": self.images})
+
+
+def section_precision(ctx: Context) -> dict[str, Any]:
+    """The shipped config as it is (its loss, spectral norm and EMA; bare Trainer, no validation) in each precision
+    variant at each batch size: ``--rounds`` timed epochs of ``--limit`` batches per variant after a warm-up epoch,
+    alternating ABBA in one process. images/s, achieved GFLOP/s (the FLOPs of one iteration, counted once at 32-true,
+    times iterations/s) and their fraction of the matmul limits measured in the same process before and after."""
+    args, device = ctx.args, torch.device(ctx.args.device)
+    limits_before = measure_limits(args)
+    print(f"[{ctx.kind} precision] matmul limits (GFLOP/s): {limits_before}", flush=True)
+    config, rows = args.configs[ctx.kind], []
+    common = ["--trainer.num_sanity_val_steps=0", "--trainer.limit_val_batches=0", *args.override]
+    for bs in args.precision_batch_sizes:
+        counter = build(config, *variant_overrides("32-true", args), f"--data.batch_size={bs}", *common)
+        with quiet():
+            flops = iteration_flops(counter.trainer, counter.model, datamodule=counter.datamodule)
+        runs = {}
+        for spec in args.precision_variants:
+            cli = build(config, *variant_overrides(spec, args), f"--data.batch_size={bs}", *common)
+            if args.limit is not None:
+                cli.trainer.limit_train_batches = args.limit
+            if args.precision_images is not None:  # the same images per round at every batch size
+                cli.trainer.limit_train_batches = max(1, args.precision_images // bs)
+            clock = RoundClock(device)
+            cli.trainer.callbacks.insert(0, clock)
+            runs[spec] = (cli, clock)
+        for r in range(args.rounds + 1):  # round 0: warm-up (and compilation)
+            for spec in args.precision_variants[:: 1 if r % 2 == 0 else -1]:
+                cli, _ = runs[spec]
+                cli.trainer.fit_loop.max_epochs = r + 1
+                with quiet(Path(args.tmp) / f"{ctx.kind}_precision.log"):
+                    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        for spec, (_, clock) in runs.items():
+            ips = [x["images"] / x["train_s"] for x in clock.rounds[1:]]
+            gflops = [flops / bs * v / 1e9 for v in ips]
+            rows.append({"batch_size": bs, "variant": spec, "gflop_per_iteration": flops / 1e9,
+                         "images_per_s": ips, "images_per_s_median": statistics.median(ips),
+                         "gflops_median": statistics.median(gflops), "gflops_min": min(gflops),
+                         "gflops_max": max(gflops), "warm_up_s": clock.rounds[0]["train_s"],
+                         "batches_per_round": clock.rounds[-1]["images"] // bs})  # fmt: skip
+            print(f"[{ctx.kind} batch {bs} {spec}] images/s per round {numbers(ips)}; {rows[-1]['gflops_median']:.1f} "
+                  f"GFLOP/s ({flops / 1e9:.2f} GFLOP per iteration)", flush=True)  # fmt: skip
+    limits_after = measure_limits(args)
+    print(f"[{ctx.kind} precision] matmul limits after (GFLOP/s): {limits_after}", flush=True)
+    limits = {k: max(limits_before[k], limits_after[k]) for k in limits_before}
+    for row in rows:
+        row["fraction_of_limit"] = {k: row["gflops_median"] / v for k, v in limits.items()}
+    return {"limits_gflops": limits, "limits_before": limits_before, "limits_after": limits_after,
+            "matmul_size": args.matmul_size, "seed": 0, "rows": rows}  # fmt: skip
+
+
+def precision_table(results: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    models = [k for k in CONFIGS if "precision" in results.get(k, {})]
+    if not models:
+        return []
+    first = results[models[0]]["precision"]
+    names = list(first["limits_gflops"])
+    limits = "; ".join(
+        f"{NAMES[k]} section: " + ", ".join(f"{n} {results[k]['precision']['limits_before'][n]:.0f} → "
+                                            f"{results[k]['precision']['limits_after'][n]:.0f}" for n in names)
+        for k in models
+    )  # fmt: skip
+    per_round = f"{args.precision_images} images" if args.precision_images else f"{args.limit or 'all'} batches"
+    out = [f"Trainer.fit of the shipped configs (bare Trainer, no validation) on {results['hardware']}; "
+           f"{args.threads} torch thread(s). Matmul limits, {first['matmul_size']}² products, GFLOP/s before → after "
+           f"the timings in the same process: {limits}; fractions use the larger. images/s: median (min–max) over "
+           f"{args.rounds} rounds of {per_round} after a warm-up round, variants alternating ABBA; "
+           "GFLOP/s = FLOPs of one iteration (torch.utils.flop_counter, at 32-true) × iterations/s. Seed 0.\n",
+           "| model | batch | precision | images/s | speed-up | GFLOP/iteration | GFLOP/s (min–max) | "
+           + " | ".join(f"% of {n} limit" for n in names) + " | warm-up round s |",
+           "|---|---|---|---|---|---|---|" + "---|" * len(names) + "---|"]  # fmt: skip
+    for kind in models:
+        rows = results[kind]["precision"]["rows"]
+        base = {r["batch_size"]: r["images_per_s_median"] for r in rows if r["variant"] == rows[0]["variant"]}
+        for r in rows:
+            ips = r["images_per_s"]
+            out.append(f"| {NAMES[kind]} | {r['batch_size']} | {r['variant']} | {r['images_per_s_median']:.0f} "
+                       f"({min(ips):.0f}–{max(ips):.0f}) | {r['images_per_s_median'] / base[r['batch_size']]:.2f} | "
+                       f"{r['gflop_per_iteration']:.2f} | {r['gflops_median']:.1f} ({r['gflops_min']:.1f}–"
+                       f"{r['gflops_max']:.1f}) | "
+                       + " | ".join(f"{100 * r['fraction_of_limit'][n]:.1f} %" for n in names)
+                       + f" | {r['warm_up_s']:.1f} |")  # fmt: skip
+    out.append("")
+    return out
+
+
 NAMES = {"gan": "DCGAN", "vae": "conv VAE"}
 
 
@@ -862,12 +1067,15 @@ def fmt_ratio(d: dict[str, Any]) -> str:
 
 def tables(results: dict[str, Any], args: argparse.Namespace) -> str:
     names = {kind: f"{name} {args.image_size}×{args.image_size}" for kind, name in NAMES.items()}
-    out = [f"Device {args.device}, precision {args.precision}, {args.threads} torch thread(s), flush-denormal on, "
+    out = [f"{results['hardware']}.\n",
+           f"Device {args.device}, precision {args.precision}, {args.threads} torch thread(s), flush-denormal on, "
            f"load average {results['load_average_at_start']:.1f} at the start, "
            f"compile {args.compile}, channels_last {args.channels_last}, image size {args.image_size}, batch size "
            f"{results.get('batch_size', 64)}; ratios are lit_gen / plain-loop throughput, median (min–max) over "
            "alternating rounds.\n"]  # fmt: skip
     models = [k for k in CONFIGS if k in results]
+    if all(set(results[k]) <= {"precision"} for k in models):
+        out = out[:1]  # the settings line above is the other sections'; the precision table says its own
     if any("train" in results[k] for k in models):
         out += ["| model | run | images/s (median) | ratio to the plain loop | peak memory (MiB) | GPU util. |",
                 "|---|---|---|---|---|---|"]  # fmt: skip
@@ -931,6 +1139,7 @@ def tables(results: dict[str, Any], args: argparse.Namespace) -> str:
             for r in results[kind].get("threads", []):
                 out.append(f"| {names[kind]} | {r['threads']} | {r['b_images_per_s']:.0f} |")
         out.append("")
+    out += precision_table(results, args)
     if any("ddp" in results[k] for k in models):
         out += ["| model | `lit-gen fit` on CPU | images/s | speed-up | start-up and teardown (s) |",
                 "|---|---|---|---|---|"]  # fmt: skip
@@ -979,7 +1188,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None, help="training batches per round (default: one epoch)")
     parser.add_argument("--check-steps", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("results/speed"))
+    parser.add_argument("--precision-variants", nargs="+", type=variant, default=None, metavar="SPEC",
+                        help="precision section: PRECISION[+cl][+compile] each (default on CPU: 32-true bf16-mixed+cl; "
+                        "on a GPU: 32-true 16-mixed+cl+compile bf16-mixed+cl+compile)")  # fmt: skip
+    parser.add_argument("--precision-batch-sizes", nargs="+", type=int, default=[32, 128])
+    parser.add_argument("--precision-images", type=int, default=None,
+                        help="precision section: images per round at any batch size (not --limit batches)")  # fmt: skip
+    parser.add_argument("--matmul-size", type=int, default=None, help="the limit's matmul side (CPU 2048, GPU 8192)")
     args = parser.parse_args(argv)
+    if args.precision_variants is None:
+        gpu = ["32-true", "16-mixed+cl+compile", "bf16-mixed+cl+compile"]
+        args.precision_variants = gpu if args.device == "cuda" else ["32-true", "bf16-mixed+cl"]
+    args.matmul_size = args.matmul_size or (8192 if args.device == "cuda" else 2048)
     args.configs = {"gan": args.gan_config, "vae": args.vae_config}
     args.tmp = None  # a temporary directory, made by main()
     quick = args.quick
@@ -1015,6 +1235,7 @@ def main() -> None:
     settings = ("threads", "device", "precision", "compile", "channels_last", "image_size", "quick")
     results: dict[str, Any] = {k: getattr(args, k) for k in settings}
     results["interop_threads"] = torch.get_num_interop_threads()
+    results["hardware"], results["cpu"] = hardware(args.device), cpu_info()
     results["load_average_at_start"] = os.getloadavg()[0]
     if args.device == "cpu" and os.getloadavg()[0] > 0.5:
         print(f"bench_speed: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores before starting: other "

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU checks of lit_gen in one go (< 8 minutes on one GPU), from the repository root after `make install`:
-#   bash scripts/gpu_check.sh             # pytest -m gpu, 16-mixed / bf16-mixed fits, the speed benchmark
+# The GPU checks of lit_gen in one go (< 13 minutes on one GPU), from the repository root after `make install`:
+#   bash scripts/gpu_check.sh             # pytest -m gpu, 16-mixed / bf16-mixed fits, the speed benchmark and its
+#                                         # precision table (fractions of the device's bf16 matmul limit)
 #   bash scripts/gpu_check.sh --dry-run   # print what would run (no GPU needed)
 # Prints one markdown table: what ran, status, seconds, key figure. Logs and runs go to $GPU_CHECK_OUT
 # (default: runs/gpu_check/<date>). Exit status 1 when any check failed.
@@ -10,7 +11,7 @@ DRY_RUN=0
 for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY_RUN=1 ;;
-    -h | --help) sed -n '2,6p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,7p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (use --dry-run or --help)" >&2; exit 2 ;;
   esac
 done
@@ -56,6 +57,17 @@ last = {k: r[k] for r in rows for k in keys if r.get(k)}
 print(", ".join(f"{k} {float(v):.4g}" for k, v in last.items()) or "no metrics written")
 EOF
 }
+precision_figure() {  # per model: the best fraction of the device's bf16 matmul limit, and which variant reached it
+  "$PY" - "$OUT/speed-precision/results.json" <<'EOF'
+import json, sys
+results = json.load(open(sys.argv[1]))
+for kind in ("gan", "vae"):
+    rows = results.get(kind, {}).get("precision", {}).get("rows", [])
+    if rows:
+        r = max(rows, key=lambda r: r["fraction_of_limit"]["bf16"])
+        print(f"{kind} {100 * r['fraction_of_limit']['bf16']:.1f}% of bf16 ({r['variant']} b{r['batch_size']})", end="; ")
+EOF
+}
 bench_figure() {  # images/s of lit_gen's bare Trainer and its ratio to the plain loop, per model
   grep -F "lit_gen bare Trainer: training batches" "$OUT/speed/table.md" | awk -F'|' '{print $2 ":" $4 "img/s, x" $5}'
 }
@@ -79,10 +91,16 @@ done
 run "bench_speed --device cuda --quick" 120 bench_figure "$PY" scripts/bench_speed.py --device cuda --quick \
   --sections check train --out "$OUT/speed"
 
+# images/s and GFLOP/s of the shipped GAN and VAE at batch 32 and 128: 32-true, then 16-mixed and bf16-mixed with
+# compile and channels-last, as fractions of the device's own fp32 / bf16 / fp16 matmul limits (8192² products)
+run "bench_speed precision" 300 precision_figure "$PY" scripts/bench_speed.py --device cuda --sections precision \
+  --limit 40 --rounds 2 --out "$OUT/speed-precision"
+
 echo
 echo "GPU check, $(date -u +%Y-%m-%dT%H:%MZ), $( (nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi') | head -1), logs in $OUT"
 echo
 echo "| check | status | s | key figure |"
 echo "|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
+if [ -f "$OUT/speed-precision/table.md" ]; then echo; cat "$OUT/speed-precision/table.md"; fi
 exit $FAILED
