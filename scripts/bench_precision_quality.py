@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import json
 import math
 import os
@@ -117,6 +118,13 @@ def run_one(
     return record
 
 
+def vae_default_k() -> int:
+    """``VAEModule(importance_samples=...)``'s default: the k of ``test/nll`` when the config does not set it."""
+    from lit_gen import VAEModule
+
+    return inspect.signature(VAEModule).parameters["importance_samples"].default
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     n = len(values)
     mean = sum(values) / n
@@ -130,8 +138,8 @@ def table(records: list[dict[str, Any]], precisions: list[str]) -> str:
         if not runs:
             continue
         epochs = sorted({r["epochs"] for r in runs})
-        k = runs[0].get("importance_samples")
-        extra = f", test NLL with k = {k} importance samples" if module == "vae" and k else ""
+        k = runs[0].get("importance_samples") or vae_default_k()
+        extra = f", test NLL with k = {k} importance samples" if module == "vae" else ""
         lines += [f"**{module.upper()}** (`{CONFIGS[module]}`, {'/'.join(map(str, epochs))} epochs{extra}; "
                   "mean ± std over seeds, each seed in brackets)", ""]  # fmt: skip
         head = ["metric", *[f"{p}{' + channels-last' * (p != '32-true')}" for p in precisions],
@@ -162,7 +170,9 @@ def table(records: list[dict[str, Any]], precisions: list[str]) -> str:
             secs = [r["fit_seconds"] for r in runs if r["precision"] == p]
             if secs:
                 walls.append(f"{p}: {', '.join(f'{s:.0f}' for s in secs)} s")
-        lines += ["", "Fit wall time per run (shared cores, for information only): " + "; ".join(walls) + ".", ""]
+        total = sum(r["fit_seconds"] + r["test_seconds"] for r in runs) / 60
+        lines += ["", "Fit wall time per run (shared cores, for information only): " + "; ".join(walls)
+                  + f". All {len(runs)} runs with their tests: {total:.0f} min of run time.", ""]  # fmt: skip
     return "\n".join(lines)
 
 
