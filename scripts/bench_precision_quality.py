@@ -4,7 +4,7 @@ seeds each, and scored the same way (in fp32, so only the training precision dif
 
     python scripts/bench_precision_quality.py                      # 3 seeds x 2 precisions x {gan, vae}, 2 at a time
     python scripts/bench_precision_quality.py --gan-epochs 10 --vae-epochs 20 --jobs 2
-    python scripts/bench_precision_quality.py --table              # only rebuild the table from <out>/runs/*.json
+    python scripts/bench_precision_quality.py --table              # only rebuild the table from <out>/records/*.json
 
 Each run is ``python -m lit_gen fit --config ... --seed_everything=S --trainer.precision=P`` (bf16 adds
 ``--model.init_args.channels_last=true``), then ``python -m lit_gen test --ckpt_path <last.ckpt>
@@ -15,7 +15,7 @@ samples the classifier calls a digit with ≥ 0.9 confidence (``test/confident``
 seed-to-seed spread" when |mean(bf16) - mean(fp32)| is at most the larger of the two precisions' standard deviations
 across seeds. Wall times are for information only (taken on shared cores, ``--jobs`` runs at a time).
 
-Writes ``<out>/runs/<module>-<precision>-seed<S>.json`` (one per run, so an interrupted sweep resumes),
+Writes ``<out>/records/<module>-<precision>-seed<S>.json`` (one per run, so an interrupted sweep resumes),
 ``<out>/results.json`` and ``<out>/table.md``. Checkpoints and logs go under ``--workdir`` (not kept in git).
 """
 
@@ -82,7 +82,7 @@ def run_one(
     """Fit one (module, precision, seed) and test its last checkpoint in fp32; writes and returns its record.
     ``extra``: more ``lit_gen fit`` arguments (e.g. ``--trainer.limit_train_batches=5`` for a smoke test)."""
     name = f"{module}-{precision}-seed{seed}"
-    record_path = out / "runs" / f"{name}.json"
+    record_path = out / "records" / f"{name}.json"
     if record_path.exists():
         return json.loads(record_path.read_text())
     run_dir = workdir / name
@@ -125,6 +125,12 @@ def vae_default_k() -> int:
     return inspect.signature(VAEModule).parameters["importance_samples"].default
 
 
+def se_diff(stats: dict[str, tuple[float, float]], precisions: list[str], runs: list[dict], metric: str) -> float:
+    """Standard error of the difference of the two means (Welch), for the table's "Δ in SE"."""
+    n = {p: sum(1 for r in runs if r["precision"] == p and metric in r["scores"]) for p in precisions}
+    return math.sqrt(sum(stats[p][1] ** 2 / n[p] for p in precisions)) or float("nan")
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     n = len(values)
     mean = sum(values) / n
@@ -141,7 +147,8 @@ def table(records: list[dict[str, Any]], precisions: list[str]) -> str:
         k = runs[0].get("importance_samples") or vae_default_k()
         extra = f", test NLL with k = {k} importance samples" if module == "vae" else ""
         lines += [f"**{module.upper()}** (`{CONFIGS[module]}`, {'/'.join(map(str, epochs))} epochs{extra}; "
-                  "mean ± std over seeds, each seed in brackets)", ""]  # fmt: skip
+                  "mean ± std over seeds, each seed in brackets; within the spread: |Δ| ≤ the larger std, and "
+                  "|Δ| in standard errors of the difference)", ""]  # fmt: skip
         head = ["metric", *[f"{p}{' + channels-last' * (p != '32-true')}" for p in precisions],
                 "bf16 − fp32", "within seed spread"]  # fmt: skip
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -161,7 +168,8 @@ def table(records: list[dict[str, Any]], precisions: list[str]) -> str:
                 spread = max(s0, s1)
                 within = "yes" if abs(m1 - m0) <= spread else "no"
                 cells += [f"{m1 - m0:+.3f}" if metric == "test/confident" else f"{m1 - m0:+.2f}",
-                          f"{within} ({abs(m1 - m0):.3g} {'≤' if within == 'yes' else '>'} {spread:.3g})"]  # fmt: skip
+                          f"{within} ({abs(m1 - m0):.3g} {'≤' if within == 'yes' else '>'} {spread:.3g}; "
+                          f"{abs(m1 - m0) / se_diff(stats, precisions, runs, metric):.1f} SE)"]  # fmt: skip
             else:
                 cells += ["—", "—"]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -188,7 +196,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("runs/precision-quality"))
     parser.add_argument("--out", type=Path, default=Path("results/precision-quality"))
     parser.add_argument("--fit-args", default="", help="more fit arguments, one string (smoke tests)")
-    parser.add_argument("--table", action="store_true", help="only rebuild the table from <out>/runs/*.json")
+    parser.add_argument("--table", action="store_true", help="only rebuild the table from <out>/records/*.json")
     args = parser.parse_args()
     started = time.time()
     if not args.table:
@@ -200,7 +208,7 @@ def main() -> None:
                                    args.out, shlex.split(args.fit_args)) for m, p, s in jobs]  # fmt: skip
             for f in futures:
                 f.result()
-    records = [json.loads(p.read_text()) for p in sorted((args.out / "runs").glob("*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted((args.out / "records").glob("*.json"))]
     info = cpu_info()
     flags = ", ".join(f"{f} {'yes' if info[f] else 'no'}" for f in ("avx512_bf16", "amx_bf16"))
     text = table(records, args.precisions) + (
